@@ -1,0 +1,45 @@
+"""Sessions: ``tests`` (every package, one venv), ``spa_core_standalone`` (spa-core with torch
+only), ``bench`` (the spa-core benchmark, the default job until the pipeline lands), ``lint``."""
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+ROOT = Path(__file__).parent
+PACKAGES = sorted(p.relative_to(ROOT) for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """All packages editable with their test extras in one venv; pytest over all of them."""
+    session.install(*TORCH)
+    session.install(*(arg for p in PACKAGES for arg in ("-e", f"{p}[test]")))
+    session.run("pytest", *(str(p / "tests") for p in PACKAGES), *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def spa_core_standalone(session: nox.Session) -> None:
+    """A fresh venv with only ``pip install packages/spa-core`` (torch alone) and pytest."""
+    session.install("torch==2.14.1")
+    session.install("./packages/spa-core", "pytest")
+    session.run("pytest", "packages/spa-core/tests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Select-and-pack attention vs Swin W-MSA vs padding to the batch max; table + JSON."""
+    session.install("torch==2.14.1")
+    session.install("-e", "./packages/spa-core")
+    session.run("python", "packages/spa-core/benchmarks/bench_spa.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
