@@ -1,0 +1,197 @@
+"""The SPA block: Swin's block with attention on selected, packed tokens only.
+
+Legend: B images, H, W token grid, C channels, M window side, L = M * M container length,
+B' containers, T selected tokens.
+
+    x -> LN -> gate (+ finer scores, eq. 4) -> select (eq. 6) -> gated features (eq. 5) of the
+      selected tokens, packed in window-partition order -> QKV / MSA / proj in containers
+      -> added back to x at the selected positions only  -> LN -> MLP on all tokens -> residual
+
+Parameter names follow torchvision's ``SwinTransformerBlock`` (``norm1``, ``attn.qkv``,
+``attn.proj``, ``attn.relative_position_bias_table``, ``norm2``, ``mlp.0``, ``mlp.3``), so a
+torchvision Swin block's weights load unchanged (drop its ``attn.relative_position_index``
+buffer: SPA computes offsets from true positions). The block adds ``gate.proj``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import BACKENDS, Backend, attention_groups, packed_attention
+from .gate import Gate, multiscale_score
+from .packing import Layout, pack_plan
+from .selection import select_tokens
+from .window import window_layout
+
+
+@dataclass
+class BlockSelection:
+    """What one SPA block selected.
+
+    logits [B, H, W]: score logits after eq. 4 (input of the selection loss, eq. 10).
+    keep [B, H, W] bool: the hard selection.
+    num_containers: B', the number of containers attention ran on.
+    """
+
+    logits: Tensor
+    keep: Tensor
+    num_containers: int
+
+    def ratio(self, valid: Tensor | None = None) -> Tensor:
+        """Selected fraction of each image's real tokens -> [B]."""
+        kept = self.keep.flatten(1).sum(1).float()
+        total = valid.flatten(1).sum(1).float() if valid is not None else self.keep[0].numel()
+        return kept / total
+
+
+def drop_path(x: Tensor, p: float, training: bool, sample: Tensor | None = None, batch: int = 0) -> Tensor:
+    """Stochastic depth: zero a whole sample's residual branch with probability ``p``.
+
+    x [B, ...] with one sample per row; or x [T, ...] rows of ``batch`` samples, ``sample`` [T]
+    giving each row's sample.
+    """
+    if not training or p == 0.0:
+        return x
+    batch = batch or x.shape[0]
+    scale = x.new_empty(batch).bernoulli_(1.0 - p).div_(1.0 - p)  # [B]
+    scale = scale[sample] if sample is not None else scale
+    return x * scale.view(-1, *([1] * (x.dim() - 1)))
+
+
+class SPAttention(nn.Module):
+    """QKV, masked multi-head attention in containers, projection.
+
+    tokens [B', L, C], pos [B', L, 2], group [B', L] -> [B', L, C].
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 7,
+        *,
+        attention_dropout: float = 0.0,
+        dropout: float = 0.0,
+        backend: Backend = "sdpa",
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim should be divisible by num_heads, got dim={dim}, num_heads={num_heads}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend should be one of {BACKENDS}, got {backend!r}")
+        self.num_heads, self.window_size, self.backend = num_heads, window_size, backend
+        self.attention_dropout, self.dropout = attention_dropout, dropout
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def forward(self, tokens: Tensor, pos: Tensor, group: Tensor) -> Tensor:
+        Bc, L, C = tokens.shape
+        qkv = self.qkv(tokens).view(Bc, L, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B', nH, L, d]
+        out = packed_attention(
+            q,
+            k,
+            v,
+            table=self.relative_position_bias_table,
+            pos=pos,
+            group=group,
+            window=self.window_size,
+            backend=self.backend,
+            dropout=self.attention_dropout if self.training else 0.0,
+        )  # [B', nH, L, d]
+        out = self.proj(out.transpose(1, 2).reshape(Bc, L, C))
+        return F.dropout(out, p=self.dropout, training=self.training)
+
+
+class SPABlock(nn.Module):
+    """Select and Pack Attention block.
+
+    Args:
+        dim: channels C. num_heads: attention heads. window_size: M; containers hold M * M tokens.
+        shift: roll the map by M // 2 (Swin's odd blocks) before packing.
+        threshold, tau: selection threshold on the probability (paper: 0.01) and temperature.
+        layout: ``"packed"`` (SPA) or ``"padded"`` (pad each image to the batch max; baseline).
+        backend: ``"sdpa"``, ``"reference"`` or ``"flex"`` (see :mod:`spa_core.attention`).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 7,
+        *,
+        shift: bool = False,
+        mlp_ratio: float = 4.0,
+        threshold: float = 0.01,
+        tau: float = 1.0,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        layout: Layout = "packed",
+        backend: Backend = "sdpa",
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+    ) -> None:
+        super().__init__()
+        if layout not in ("packed", "padded"):
+            raise ValueError(f"layout should be 'packed' or 'padded', got {layout!r}")
+        self.window_size, self.shift = window_size, window_size // 2 if shift else 0
+        self.threshold, self.tau, self.layout, self.drop_path_rate = threshold, tau, layout, drop_path
+        self.norm1 = norm_layer(dim)
+        self.gate = Gate(dim)
+        self.attn = SPAttention(
+            dim, num_heads, window_size, attention_dropout=attention_dropout, dropout=dropout, backend=backend
+        )
+        self.norm2 = norm_layer(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        score_up: Tensor | None = None,
+        valid: Tensor | None = None,
+        keep: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, BlockSelection]:
+        """x [B, H, W, C] -> (x [B, H, W, C], selection).
+
+        score_up [B, 2H', 2W']: score logits of the finer scale (eq. 4), or None.
+        valid [B, H, W] bool: real tokens (False on batch padding; never selected).
+        keep [B, H, W] bool: a given selection replacing the gate's (oracle, fixed ratio, benchmarks);
+        the gate still scales the features (eq. 5).
+        """
+        B, H, W, C = x.shape
+        xn = self.norm1(x)
+        logits = multiscale_score(self.gate(xn), score_up)  # [B, H, W]
+        if keep is None:
+            weight, keep = select_tokens(
+                logits, threshold=self.threshold, tau=self.tau, training=self.training, valid=valid, generator=generator
+            )
+        else:
+            keep = keep if valid is None else keep & valid
+            weight = keep.to(x.dtype)
+
+        layout = window_layout(H, W, self.window_size, self.shift, x.device)
+        inside = layout.source >= 0  # [Np]
+        keep_w = keep.flatten(1)[:, layout.source.clamp(min=0)] & inside  # [B, Np] window-partition order
+        plan = pack_plan(keep_w, self.window_size**2, self.layout)
+        if plan.num_tokens:
+            image, cell = plan.index // keep_w.shape[1], plan.index % keep_w.shape[1]  # [T], [T]
+            rows = image * (H * W) + layout.source[cell]  # [T] into x.view(B * H * W, C)
+            scale = (torch.sigmoid(logits) * weight).flatten()[rows]  # [T]: eq. 5 gate x eq. 6 mask
+            tokens = plan.to_slots(xn.reshape(-1, C)[rows] * scale.unsqueeze(1))  # [B', L, C]
+            pos = plan.to_slots(layout.pos[cell])  # [B', L, 2]
+            group = attention_groups(plan.image_id, plan.to_slots(layout.region[cell]))  # [B', L]
+            out = plan.from_slots(self.attn(tokens, pos, group))  # [T, C]
+            out = drop_path(out, self.drop_path_rate, self.training, sample=image, batch=B)
+            x = x.reshape(-1, C).index_add(0, rows, out).view(B, H, W, C)
+        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
+        return x, BlockSelection(logits, keep, plan.num_containers)
