@@ -11,7 +11,9 @@ nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 ROOT = Path(__file__).parent
-PACKAGES = sorted(p.relative_to(ROOT) for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+PACKAGES = sorted(
+    p.relative_to(ROOT) for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists()
+)
 
 
 @nox.session(python=PYTHON)

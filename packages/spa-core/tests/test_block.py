@@ -81,7 +81,7 @@ def test_images_are_independent(shift, layout):
     y = x.clone()
     y[1] = torch.randn(8, 12, C) * 5
     with torch.no_grad():
-        out_x, sel = block(x, keep=keep)
+        out_x, _ = block(x, keep=keep)
         out_y, _ = block(y, keep=keep)
         alone, _ = block(x[:1], keep=keep[:1])
     assert int(keep[0].sum()) % (M * M) != 0
@@ -193,5 +193,7 @@ def test_bad_arguments_raise_clear_errors():
         SPABlock(C, HEADS, M, layout="ragged")
     with pytest.raises(ValueError, match="dim should be divisible by num_heads, got dim=32, num_heads=3"):
         SPABlock(C, 3, M)
-    with pytest.raises(ValueError, match=r"finer score map \(1, 4, 4\) pools to \(1, 2, 2\), expected \(1, 8, 12\)"):
+    with pytest.raises(
+        ValueError, match=r"finer score map \(1, 4, 4\) pools to \(1, 2, 2\), expected \(1, 8, 12\)"
+    ):
         make_block()(torch.randn(1, 8, 12, C), score_up=torch.zeros(1, 4, 4))

@@ -8,7 +8,9 @@ from spa_core import SPABlock
 def test_flex_refuses_cpu_backward_with_a_clear_message():
     block = SPABlock(32, 2, 4, backend="flex").train()
     x = torch.randn(1, 8, 8, 32)
-    with pytest.raises(RuntimeError, match="backend='flex' has no CPU backward in torch .*; use backend='sdpa'"):
+    with pytest.raises(
+        RuntimeError, match=r"backend=.flex. has no CPU backward in torch .*; use backend=.sdpa."
+    ):
         block(x, keep=torch.ones(1, 8, 8, dtype=torch.bool))
 
 

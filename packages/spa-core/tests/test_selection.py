@@ -35,8 +35,10 @@ def test_padding_is_never_selected_even_with_high_scores():
         assert torch.equal(keep, valid) and torch.equal(weight.detach(), valid.float())
 
 
-@pytest.mark.parametrize("threshold,tau,message", [(0.0, 1.0, "threshold should be in \\(0, 1\\), got 0.0"),
-                                                   (0.5, 0.0, "tau should be > 0, got 0.0")])
+@pytest.mark.parametrize(
+    "threshold,tau,message",
+    [(0.0, 1.0, "threshold should be in \\(0, 1\\), got 0.0"), (0.5, 0.0, "tau should be > 0, got 0.0")],
+)
 def test_bad_selection_arguments(threshold, tau, message):
     with pytest.raises(ValueError, match=message):
         select_tokens(torch.zeros(2), threshold=threshold, tau=tau)

@@ -67,12 +67,22 @@ def packed_attention(
     if backend == "reference":
         return reference_attention(q, k, v, table=table, pos=pos, group=group, window=window, dropout=dropout)
     if backend == "flex":
-        return flex_packed_attention(q, k, v, table=table, pos=pos, group=group, window=window, dropout=dropout)
+        return flex_packed_attention(
+            q, k, v, table=table, pos=pos, group=group, window=window, dropout=dropout
+        )
     raise ValueError(f"backend should be one of {BACKENDS}, got {backend!r}")
 
 
 def reference_attention(
-    q: Tensor, k: Tensor, v: Tensor, *, table: Tensor, pos: Tensor, group: Tensor, window: int, dropout: float = 0.0
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    table: Tensor,
+    pos: Tensor,
+    group: Tensor,
+    window: int,
+    dropout: float = 0.0,
 ) -> Tensor:
     """The slow, obvious version of :func:`packed_attention` (same signature and result)."""
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # [B', nH, L, L]
@@ -85,7 +95,15 @@ _compiled_flex = None
 
 
 def flex_packed_attention(
-    q: Tensor, k: Tensor, v: Tensor, *, table: Tensor, pos: Tensor, group: Tensor, window: int, dropout: float = 0.0
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    table: Tensor,
+    pos: Tensor,
+    group: Tensor,
+    window: int,
+    dropout: float = 0.0,
 ) -> Tensor:
     """:func:`packed_attention` through FlexAttention: the bias is a ``score_mod`` and the
     same-group rule a block mask, so no dense [B', nH, L, L] tensor is built. Compiled on GPU."""
@@ -99,7 +117,7 @@ def flex_packed_attention(
             f"{torch.__version__}; use backend='sdpa' to train on CPU (or run under torch.no_grad())"
         )
     M = window
-    Bc, nH, L, _ = q.shape
+    Bc, _, L, _ = q.shape
     rows, cols = pos[..., 0], pos[..., 1]
 
     def score_mod(score, b, h, qi, ki):

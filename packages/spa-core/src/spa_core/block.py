@@ -150,7 +150,11 @@ class SPABlock(nn.Module):
         self.norm2 = norm_layer(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+            nn.Linear(dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, dim),
+            nn.Dropout(dropout),
         )
 
     def forward(
@@ -161,7 +165,20 @@ class SPABlock(nn.Module):
         keep: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, BlockSelection]:
-        """x [B, H, W, C] -> (x [B, H, W, C], selection).
+        """x [B, H, W, C] -> (x [B, H, W, C], selection): :meth:`attend`, then the MLP on all tokens."""
+        x, selection = self.attend(x, score_up, valid, keep, generator)
+        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
+        return x, selection
+
+    def attend(
+        self,
+        x: Tensor,
+        score_up: Tensor | None = None,
+        valid: Tensor | None = None,
+        keep: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, BlockSelection]:
+        """The attention half: x [B, H, W, C] -> (x + attention update at selected tokens, selection).
 
         score_up [B, 2H', 2W']: score logits of the finer scale (eq. 4), or None.
         valid [B, H, W] bool: real tokens (False on batch padding; never selected).
@@ -173,7 +190,12 @@ class SPABlock(nn.Module):
         logits = multiscale_score(self.gate(xn), score_up)  # [B, H, W]
         if keep is None:
             weight, keep = select_tokens(
-                logits, threshold=self.threshold, tau=self.tau, training=self.training, valid=valid, generator=generator
+                logits,
+                threshold=self.threshold,
+                tau=self.tau,
+                training=self.training,
+                valid=valid,
+                generator=generator,
             )
         else:
             keep = keep if valid is None else keep & valid
@@ -193,5 +215,4 @@ class SPABlock(nn.Module):
             out = plan.from_slots(self.attn(tokens, pos, group))  # [T, C]
             out = drop_path(out, self.drop_path_rate, self.training, sample=image, batch=B)
             x = x.reshape(-1, C).index_add(0, rows, out).view(B, H, W, C)
-        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
         return x, BlockSelection(logits, keep, plan.num_containers)

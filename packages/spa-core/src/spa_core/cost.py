@@ -44,7 +44,9 @@ def mlp_macs(num_tokens: int, C: int, mlp_ratio: float = 4.0) -> int:
     return 2 * num_tokens * C * int(C * mlp_ratio)
 
 
-def spa_block_macs(B: int, H: int, W: int, C: int, M: int, num_containers: int, mlp_ratio: float = 4.0) -> int:
+def spa_block_macs(
+    B: int, H: int, W: int, C: int, M: int, num_containers: int, mlp_ratio: float = 4.0
+) -> int:
     """One :class:`~spa_core.block.SPABlock` forward: SPA attention + MLP on all B * H * W tokens."""
     return spa_attention_macs(B * H * W, C, M * M, num_containers) + mlp_macs(B * H * W, C, mlp_ratio)
 
