@@ -197,3 +197,16 @@ def test_bad_arguments_raise_clear_errors():
         ValueError, match=r"finer score map \(1, 4, 4\) pools to \(1, 2, 2\), expected \(1, 8, 12\)"
     ):
         make_block()(torch.randn(1, 8, 12, C), score_up=torch.zeros(1, 4, 4))
+
+
+def test_bf16_autocast_forward_backward_is_finite_and_close_to_fp32():
+    block = make_block(True).train()
+    x = torch.randn(2, 8, 12, C, requires_grad=True)
+    keep = random_keep((2, 8, 12), 0.5, 6)
+    reference, _ = block(x, keep=keep)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = block(x, keep=keep)
+    out.float().sum().backward()
+    assert out.dtype == torch.float32  # the residual stream stays fp32
+    assert torch.isfinite(x.grad).all()
+    assert_close(out, reference, atol=0.1, rtol=0.05)

@@ -214,5 +214,5 @@ class SPABlock(nn.Module):
             group = attention_groups(plan.image_id, plan.to_slots(layout.region[cell]))  # [B', L]
             out = plan.from_slots(self.attn(tokens, pos, group))  # [T, C]
             out = drop_path(out, self.drop_path_rate, self.training, sample=image, batch=B)
-            x = x.reshape(-1, C).index_add(0, rows, out).view(B, H, W, C)
+            x = x.reshape(-1, C).index_add(0, rows, out.to(x.dtype)).view(B, H, W, C)
         return x, BlockSelection(logits, keep, plan.num_containers)

@@ -27,12 +27,14 @@ class PackPlan:
     slot [T] long: its position in the flattened containers, in ``[0, B' * L)``.
     image_id [B', L] long: the image of each slot, -1 for padding.
     length: L.
+    contiguous: ``slot == arange(T)`` (the packed layout), so packing is a pad, not a scatter.
     """
 
     index: Tensor
     slot: Tensor
     image_id: Tensor
     length: int
+    contiguous: bool
 
     @property
     def num_tokens(self) -> int:
@@ -41,11 +43,6 @@ class PackPlan:
     @property
     def num_containers(self) -> int:
         return self.image_id.shape[0]
-
-    @property
-    def contiguous(self) -> bool:
-        """True when ``slot == arange(T)`` (the packed layout): packing is a pad, not a scatter."""
-        return self.num_tokens == 0 or int(self.slot[-1]) == self.num_tokens - 1
 
     def to_slots(self, values: Tensor, fill: float | int = 0) -> Tensor:
         """values [T, *] -> [B', L, *], ``fill`` in padding slots."""
@@ -86,7 +83,7 @@ def pack_plan(keep: Tensor, length: int, layout: Layout = "packed") -> PackPlan:
         raise ValueError(f"layout should be 'packed' or 'padded', got {layout!r}")
     image_id = torch.full((num_containers * length,), -1, dtype=torch.long, device=keep.device)
     image_id[slot] = b
-    return PackPlan(index, slot, image_id.view(num_containers, length), length)
+    return PackPlan(index, slot, image_id.view(num_containers, length), length, layout == "packed")
 
 
 def pack(x: Tensor, keep: Tensor, length: int, layout: Layout = "packed") -> tuple[Tensor, PackPlan]:
