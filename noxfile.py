@@ -35,7 +35,7 @@ def spa_core_standalone(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Select-and-pack attention vs Swin W-MSA vs padding to the batch max; table + JSON."""
-    session.install("torch==2.14.1")
+    session.install(*TORCH)  # torchvision: the Swin block baseline
     session.install("-e", "./packages/spa-core")
     session.run("python", "packages/spa-core/benchmarks/bench_spa.py", *session.posargs)
 
