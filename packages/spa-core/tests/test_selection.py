@@ -1,8 +1,10 @@
+import math
+
 import pytest
 import torch
 from torch.testing import assert_close
 
-from spa_core import gate_features, multiscale_score, select_tokens
+from spa_core import gate_features, multiscale_score, select_tokens, select_top_ratio
 
 
 def test_straight_through_weight_is_hard_with_sigmoid_gradient():
@@ -64,3 +66,32 @@ def test_multiscale_score_takes_the_max_of_pooled_finer_scores():
 def test_gate_features_scale_by_sigmoid():
     x, s = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 4)
     assert_close(gate_features(x, s), x * torch.sigmoid(s)[..., None])
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.25, 0.5, 1.0])
+def test_top_ratio_keeps_exactly_ceil_ratio_of_real_tokens_by_score(ratio):
+    logits = torch.randn(3, 7, 9, generator=torch.Generator().manual_seed(0))
+    valid = torch.ones(3, 7, 9, dtype=torch.bool)
+    valid[1, :, 5:] = False  # 35 real tokens
+    valid[2] = False
+    _, keep = select_top_ratio(logits, ratio, valid=valid)
+    for b in range(3):
+        n = int(valid[b].sum())
+        k = math.ceil(ratio * n)
+        assert int(keep[b].sum()) == k
+        assert not (keep[b] & ~valid[b]).any()
+        if 0 < k < n:  # every kept score beats every dropped real score
+            assert logits[b][keep[b]].min() > logits[b][valid[b] & ~keep[b]].max()
+
+
+def test_top_ratio_in_a_block_and_bad_ratio():
+    from spa_core import SPABlock
+
+    block = SPABlock(16, 2, 4, keep_ratio=0.3).eval()
+    with torch.no_grad():
+        _, sel = block(torch.randn(2, 8, 10, 16))
+    assert sel.keep.flatten(1).sum(1).tolist() == [24, 24]
+    with pytest.raises(ValueError, match=r"keep_ratio should be in \[0, 1\], got 1.5"):
+        SPABlock(16, 2, 4, keep_ratio=1.5)
+    with pytest.raises(ValueError, match=r"ratio should be in \[0, 1\], got -0.1"):
+        select_top_ratio(torch.zeros(1, 3), -0.1)

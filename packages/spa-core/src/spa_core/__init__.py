@@ -15,7 +15,7 @@ from .cost import (
 )
 from .gate import Gate, gate_features, multiscale_score
 from .packing import PackPlan, pack, pack_plan, unpack
-from .selection import select_tokens
+from .selection import select_tokens, select_top_ratio
 from .window import WindowLayout, effective_shift, pad_to_multiple, relative_position_index, window_layout
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "reference_attention",
     "relative_position_index",
     "select_tokens",
+    "select_top_ratio",
     "spa_attention_macs",
     "spa_block_macs",
     "spa_macs_paper",

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from .attention import BACKENDS, Backend, attention_groups, packed_attention
 from .gate import Gate, multiscale_score
 from .packing import Layout, pack_plan
-from .selection import select_tokens
+from .selection import select_tokens, select_top_ratio
 from .window import window_layout
 
 
@@ -116,6 +116,8 @@ class SPABlock(nn.Module):
         dim: channels C. num_heads: attention heads. window_size: M; containers hold M * M tokens.
         shift: roll the map by M // 2 (Swin's odd blocks) before packing.
         threshold, tau: selection threshold on the probability (paper: 0.01) and temperature.
+        keep_ratio: if set, keep exactly ``ceil(keep_ratio * n)`` top-scored tokens per image instead
+            of thresholding (the fixed-ratio baseline, App. B.4 / Fig. 6).
         layout: ``"packed"`` (SPA) or ``"padded"`` (pad each image to the batch max; baseline).
         backend: ``"sdpa"``, ``"reference"`` or ``"flex"`` (see :mod:`spa_core.attention`).
     """
@@ -130,6 +132,7 @@ class SPABlock(nn.Module):
         mlp_ratio: float = 4.0,
         threshold: float = 0.01,
         tau: float = 1.0,
+        keep_ratio: float | None = None,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
         drop_path: float = 0.0,
@@ -141,7 +144,10 @@ class SPABlock(nn.Module):
         if layout not in ("packed", "padded"):
             raise ValueError(f"layout should be 'packed' or 'padded', got {layout!r}")
         self.window_size, self.shift = window_size, window_size // 2 if shift else 0
-        self.threshold, self.tau, self.layout, self.drop_path_rate = threshold, tau, layout, drop_path
+        if keep_ratio is not None and not 0.0 <= keep_ratio <= 1.0:
+            raise ValueError(f"keep_ratio should be in [0, 1], got {keep_ratio}")
+        self.threshold, self.tau, self.keep_ratio = threshold, tau, keep_ratio
+        self.layout, self.drop_path_rate = layout, drop_path
         self.norm1 = norm_layer(dim)
         self.gate = Gate(dim)
         self.attn = SPAttention(
@@ -188,7 +194,9 @@ class SPABlock(nn.Module):
         B, H, W, C = x.shape
         xn = self.norm1(x)
         logits = multiscale_score(self.gate(xn), score_up)  # [B, H, W]
-        if keep is None:
+        if keep is None and self.keep_ratio is not None:
+            weight, keep = select_top_ratio(logits, self.keep_ratio, training=self.training, valid=valid)
+        elif keep is None:
             weight, keep = select_tokens(
                 logits,
                 threshold=self.threshold,

@@ -43,3 +43,29 @@ def select_tokens(
     if training:
         weight = weight + (prob - prob.detach())  # value: exactly keep; gradient: dp/dlogits
     return weight, keep
+
+
+def select_top_ratio(
+    logits: Tensor, ratio: float, *, training: bool = False, valid: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Keep exactly ``ceil(ratio * n_b)`` top-scored tokens of each image b (n_b its real tokens):
+    the fixed-ratio baseline of App. B.4. logits [B, ...] -> (weight [B, ...], keep [B, ...] bool).
+
+    In training ``weight`` carries sigmoid's gradient straight through, as in :func:`select_tokens`.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio should be in [0, 1], got {ratio}")
+    B = logits.shape[0]
+    flat = logits.detach().reshape(B, -1)
+    real = torch.ones_like(flat, dtype=torch.bool) if valid is None else valid.reshape(B, -1)
+    count = torch.ceil(real.sum(1) * ratio).long()  # [B]
+    order = flat.masked_fill(~real, float("-inf")).argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(flat.shape[1], device=flat.device).expand(B, -1)
+    )
+    keep = ((rank < count.unsqueeze(1)) & real).view_as(logits)
+    weight = keep.to(logits.dtype)
+    if training:
+        prob = torch.sigmoid(logits)
+        weight = weight + (prob - prob.detach())
+    return weight, keep
