@@ -1,0 +1,176 @@
+"""The embedded default dataset: synthetic street scenes written as real files.
+
+``generate(out, num_images, seed, split)`` writes, for split ``train`` say::
+
+    out/images/train/synth_000000.jpg ...            real JPEGs (quality 90)
+    out/labels/train.json                            BDD100K/Scalabel frame list (box2d + rle)
+    out/annotations/instances_train.json             COCO instances (bbox + compressed RLE)
+    out/synth_train.json                             generation parameters
+
+Image ``i`` of a split is a function of ``(seed, split, i)`` only (``SeedSequence([seed, crc32(split),
+i])``), so the same seed gives byte-identical files, a different seed different ones, and train/val
+splits made with one seed differ. Boxes are the extents of the visible masks; in the BDD file they
+use Scalabel's inclusive corners, in the COCO file ``[x, y, w, h]``; both readers give the same boxes.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import logging
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .categories import BDD_CLASSES
+from .io import atomic_write_bytes, atomic_write_json
+from .records import Record, rle_from_bitmap
+from .scene import render_scene, sample_layout
+
+__all__ = ["DEFAULT_SIZE", "generate", "layout_records", "render_image"]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = (320, 192)
+JPEG_QUALITY = 90
+Progress = Callable[[Iterable[Any]], Iterable[Any]]
+
+
+def _rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(split.encode()), index]))
+
+
+def render_image(
+    seed: int, split: str, index: int, width: int, height: int
+) -> tuple[bytes, list[dict[str, Any]]]:
+    """-> (JPEG bytes, instances: category, box (x1, y1, x2, y2 continuous px), area, rle, occluded, truncated)."""
+    img, objs = render_scene(_rng(seed, split, index), width, height)
+    buf = _io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    instances = []
+    for cat, mask, occluded, truncated in objs:
+        ys, xs = np.nonzero(mask)
+        rle = rle_from_bitmap(mask)
+        instances.append(
+            {
+                "category": cat,
+                "box": (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
+                "area": int(mask.sum()),
+                "rle": rle.counts.decode("ascii"),
+                "occluded": occluded,
+                "truncated": truncated,
+            }
+        )
+    return buf.getvalue(), instances
+
+
+def generate(
+    out: str | Path,
+    num_images: int = 200,
+    seed: int = 0,
+    split: str = "train",
+    size: tuple[int, int] = DEFAULT_SIZE,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Write ``num_images`` scenes of ``size`` (width, height) under ``out``; -> paths of what was written.
+
+    Images first, the two label files last (each atomically): a label file never names a missing image.
+    """
+    if num_images < 0:
+        raise ValueError(f"num_images must be >= 0, got {num_images}")
+    width, height = size
+    if width < 32 or height < 32:
+        raise ValueError(f"image size must be at least 32x32, got {width}x{height}")
+    out = Path(out)
+    img_dir = out / "images" / split
+    frames, images, annotations = [], [], []
+    cat_id = {n: i + 1 for i, n in enumerate(BDD_CLASSES)}
+    indices = range(num_images)
+    for i in progress(indices) if progress else indices:
+        name = f"synth_{i:06d}.jpg"
+        jpeg, instances = render_image(seed, split, i, width, height)
+        atomic_write_bytes(img_dir / name, jpeg)
+        labels = []
+        for j, inst in enumerate(instances):
+            x1, y1, x2, y2 = inst["box"]
+            labels.append(
+                {
+                    "id": f"{i}-{j}",
+                    "category": inst["category"],
+                    "attributes": {
+                        "occluded": inst["occluded"],
+                        "truncated": inst["truncated"],
+                        "crowd": False,
+                    },
+                    "box2d": {"x1": x1, "y1": y1, "x2": x2 - 1, "y2": y2 - 1},  # Scalabel: inclusive corners
+                    "rle": {"counts": inst["rle"], "size": [height, width]},
+                }
+            )
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i + 1,
+                    "category_id": cat_id[inst["category"]],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": inst["area"],
+                    "iscrowd": 0,
+                    "segmentation": {"size": [height, width], "counts": inst["rle"]},
+                }
+            )
+        frames.append(
+            {"name": name, "attributes": {"weather": "clear", "scene": "city street"}, "labels": labels}
+        )
+        images.append({"id": i + 1, "file_name": name, "width": width, "height": height})
+    coco = {
+        "info": {"description": f"spt-data synthetic street scenes, seed {seed}, split {split}"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": cat_id[n], "name": n, "supercategory": "object"} for n in BDD_CLASSES],
+    }
+    paths = {
+        "images": img_dir,
+        "bdd": out / "labels" / f"{split}.json",
+        "coco": out / "annotations" / f"instances_{split}.json",
+        "meta": out / f"synth_{split}.json",
+    }
+    atomic_write_json(paths["bdd"], frames)
+    atomic_write_json(paths["coco"], coco)
+    meta = {"seed": seed, "split": split, "num_images": num_images, "width": width, "height": height}
+    atomic_write_json(paths["meta"], {**meta, "num_instances": len(annotations)}, indent=2)
+    _log.info("wrote %d synthetic images with %d instances to %s", num_images, len(annotations), out)
+    return paths
+
+
+def layout_records(num_images: int, seed: int = 0, size: tuple[int, int] = (1280, 720)) -> list[Record]:
+    """In-memory records of synthetic scene layouts (boxes only, no pixels): for benchmarks and tests.
+
+    Boxes are the objects' extents clipped to the image (no occlusion filtering: nothing is rendered).
+    """
+    width, height = size
+    records = []
+    for i in range(num_images):
+        _, objs = sample_layout(_rng(seed, "layout", i), width, height)
+        boxes, names = [], []
+        for o in objs:
+            x1, y1, x2, y2 = o.extent()
+            x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+            if x2 - x1 >= 1 and y2 - y1 >= 1:
+                boxes.append((x1, y1, x2, y2))
+                names.append(o.category)
+        records.append(
+            Record.build(
+                image_id=f"layout_{i:06d}",
+                image_path="",
+                width=width,
+                height=height,
+                boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                category_ids=[BDD_CLASSES.index(n) + 1 for n in names],
+                category_names=names,
+                source="synth.layout_records",
+                source_index=i,
+            )
+        )
+    return records
