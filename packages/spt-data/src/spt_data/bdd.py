@@ -236,40 +236,38 @@ def _build_record(
         lwhere = f"{where}: label {j}"
         if not isinstance(lab, dict):
             raise DataError(f"{lwhere}: must be an object, got {type_name(lab)}")
-        lwhere = f"{lwhere} (id {lab.get('id')})"
         cat = lab.get("category")
-        if cat in BDD_NON_OBJECT:
+        if isinstance(cat, str) and cat in BDD_NON_OBJECT:
             non_object[path] += 1
             continue
-        mapped = bdd_category(cat) if isinstance(cat, str) else None
-        if mapped is None:
-            raise DataError(f"{lwhere}: unknown category {cat!r}")
-        mask, problem = _mask(lab, height, width)
-        box = None
-        if problem is None:
-            box, problem = _box(lab, mask, height, width)
-        if problem is None:
-            problem = box_problem(*box, width, height)
-        if problem:
-            raise DataError(f"{lwhere}: {problem}")
-        attrs = lab.get("attributes") or {}
-        crowd = bool(attrs.get("crowd", False)) if isinstance(attrs, dict) else False
-        rows.append((box, mapped[0], mapped[1], crowd, mapped[2], mask, str(lab.get("id", j))))
-    cols = list(zip(*rows)) if rows else [[] for _ in range(7)]
+        rows.append(_parse_label(lab, j, f"{lwhere} (id {lab.get('id')})", width, height))
     extra = {k: str(fr[k]) for k in ("videoName", "frameIndex") if fr.get(k) is not None}
-    return Record.build(
+    return Record.from_instances(
+        rows,
         image_id=fr["name"],
         image_path=str(image_path),
         width=width,
         height=height,
-        boxes=np.asarray(cols[0], dtype=np.float64).reshape(-1, 4),
-        category_ids=list(cols[1]),
-        category_names=list(cols[2]),
-        iscrowd=list(cols[3]),
-        ignore=list(cols[4]),
-        masks=list(cols[5]),
-        ann_ids=list(cols[6]),
         source=str(path),
         source_index=index,
         extra=extra,
     )
+
+
+def _parse_label(lab: dict[str, Any], j: int, where: str, width: int, height: int) -> tuple[Any, ...]:
+    """One Scalabel label -> (box, category_id, name, iscrowd, ignore, mask, ann_id); DataError if bad."""
+    cat = lab.get("category")
+    mapped = bdd_category(cat) if isinstance(cat, str) else None
+    if mapped is None:
+        raise DataError(f"{where}: unknown category {cat!r}")
+    mask, problem = _mask(lab, height, width)
+    box = None
+    if problem is None:
+        box, problem = _box(lab, mask, height, width)
+    if problem is None:
+        problem = box_problem(*box, width, height)  # type: ignore[misc]
+    if problem:
+        raise DataError(f"{where}: {problem}")
+    attrs = lab.get("attributes") or {}
+    crowd = bool(attrs.get("crowd", False)) if isinstance(attrs, dict) else False
+    return box, mapped[0], mapped[1], crowd, mapped[2], mask, str(lab.get("id", j))

@@ -113,7 +113,7 @@ def _parse_annotation(
     """-> ((box, cat_id, name, crowd, ignore, mask, ann_id), None) or (None, problem)."""
     w, h = im["width"], im["height"]
     cid = ann.get("category_id")
-    if cid not in cats or isinstance(cid, bool):
+    if not _is_int(cid) or cid not in cats:
         return None, f"unknown category_id {cid!r}"
     bbox = ann.get("bbox")
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
@@ -138,31 +138,14 @@ def _parse_annotation(
     return ((x, y, x + bw, y + bh), cid, cats[cid], bool(crowd), ignore, mask, str(ann.get("id"))), None
 
 
-def read_coco(
-    ann_file: str | Path,
-    image_root: str | Path,
-    *,
-    on_error: OnError | str = "raise",
-    check_images: str = "header",
-    progress: Progress | None = None,
-) -> Dataset:
-    """Read a COCO instances JSON. Images are ``image_root / file_name``; see the module doc for errors."""
-    path, root, policy = Path(ann_file), Path(image_root), as_policy(on_error)
-    skipped0 = policy.count
-    data = load_json(path)
-    if not isinstance(data, dict):
-        raise DataError(
-            f"{path}: top-level JSON is an {type_name(data)}, expected an object with 'images', 'annotations', 'categories'"
-        )
-    for key in ("images", "annotations"):
-        if not isinstance(data.get(key), list):
-            raise DataError(f"{path}: '{key}' must be an array, got {type_name(data.get(key))}")
-    cats = _categories(data, path)
-
+def _index_images(
+    entries: list[Any], path: Path, policy: OnError
+) -> tuple[dict[int, tuple[int, dict[str, Any]]], set[int]]:
+    """-> ({image id: (index, entry)} of the good images, ids of images reported as bad)."""
     images: dict[int, tuple[int, dict[str, Any]]] = {}
     bad_ids: set[int] = set()  # ids of image records already reported as bad
     valid: list[tuple[int, dict[str, Any]]] = []
-    for i, im in enumerate(data["images"]):
+    for i, im in enumerate(entries):
         problem = _parse_image(im)
         if problem:
             policy(DataError(f"{path}: image {i}: {problem}"))
@@ -185,21 +168,53 @@ def read_coco(
             bad_ids.add(im["id"])
         else:
             images[im["id"]] = (i, im)
+    return images, bad_ids
 
+
+def _group_annotations(
+    entries: list[Any], path: Path, images: dict[int, Any], bad_ids: set[int], policy: OnError
+) -> dict[int, list[tuple[int, dict[str, Any]]]]:
+    """-> {image id: [(index, annotation)]}; annotations of unknown images are reported as bad records."""
     anns: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-    for a, ann in enumerate(data["annotations"]):
+    for a, ann in enumerate(entries):
         if not isinstance(ann, dict):
             policy(DataError(f"{path}: annotation {a}: must be an object, got {type_name(ann)}"))
             continue
         iid = ann.get("image_id")
-        if iid in bad_ids:
+        if _is_int(iid) and iid in bad_ids:
             continue  # part of an image record already reported as bad
-        if iid not in images or isinstance(iid, bool):
+        if not _is_int(iid) or iid not in images:
             policy(
                 DataError(f"{path}: annotation {a} (id {ann.get('id')}): image_id {iid!r} is not in 'images'")
             )
             continue
         anns[iid].append((a, ann))
+    return anns
+
+
+def read_coco(
+    ann_file: str | Path,
+    image_root: str | Path,
+    *,
+    on_error: OnError | str = "raise",
+    check_images: str = "header",
+    progress: Progress | None = None,
+) -> Dataset:
+    """Read a COCO instances JSON. Images are ``image_root / file_name``; see the module doc for errors."""
+    path, root, policy = Path(ann_file), Path(image_root), as_policy(on_error)
+    skipped0 = policy.count
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{path}: top-level JSON is an {type_name(data)}, expected an object with 'images', 'annotations', 'categories'"
+        )
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise DataError(f"{path}: '{key}' must be an array, got {type_name(data.get(key))}")
+    cats = _categories(data, path)
+
+    images, bad_ids = _index_images(data["images"], path, policy)
+    anns = _group_annotations(data["annotations"], path, images, bad_ids, policy)
 
     records = []
     items = list(images.values())
@@ -242,19 +257,12 @@ def _build_record(
                 f"{path}: annotation {a} (id {ann.get('id')}) of image '{im['file_name']}': {problem}"
             )
         parsed.append(fields)
-    cols = list(zip(*parsed)) if parsed else [[] for _ in range(7)]
-    return Record.build(
+    return Record.from_instances(
+        parsed,
         image_id=str(im["id"]),
         image_path=str(image_path),
         width=im["width"],
         height=im["height"],
-        boxes=np.asarray(cols[0], dtype=np.float64).reshape(-1, 4),
-        category_ids=list(cols[1]),
-        category_names=list(cols[2]),
-        iscrowd=list(cols[3]),
-        ignore=list(cols[4]),
-        masks=list(cols[5]),
-        ann_ids=list(cols[6]),
         source=str(path),
         source_index=index,
         extra={"file_name": im["file_name"]},

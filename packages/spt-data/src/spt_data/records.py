@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -146,6 +146,22 @@ class Record:
             source=str(source),
             source_index=int(source_index),
             extra=dict(extra or {}),
+        )
+
+    @classmethod
+    def from_instances(cls, instances: list[tuple[Any, ...]], **image: Any) -> Record:
+        """Build from per-instance tuples ``(box xyxy, category_id, name, iscrowd, ignore, mask, ann_id)``
+        and the image fields (image_id, image_path, width, height, source, source_index, extra)."""
+        cols = list(zip(*instances)) if instances else [[] for _ in range(7)]
+        return cls.build(
+            boxes=np.asarray(cols[0], dtype=np.float64).reshape(-1, 4),
+            category_ids=list(cols[1]),
+            category_names=list(cols[2]),
+            iscrowd=list(cols[3]),
+            ignore=list(cols[4]),
+            masks=list(cols[5]),
+            ann_ids=list(cols[6]),
+            **image,
         )
 
 

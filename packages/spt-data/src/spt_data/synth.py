@@ -67,6 +67,44 @@ def render_image(
     return buf.getvalue(), instances
 
 
+def _bdd_frame(
+    index: int, name: str, instances: list[dict[str, Any]], width: int, height: int
+) -> dict[str, Any]:
+    labels = []
+    for j, inst in enumerate(instances):
+        x1, y1, x2, y2 = inst["box"]
+        labels.append(
+            {
+                "id": f"{index}-{j}",
+                "category": inst["category"],
+                "attributes": {"occluded": inst["occluded"], "truncated": inst["truncated"], "crowd": False},
+                "box2d": {"x1": x1, "y1": y1, "x2": x2 - 1, "y2": y2 - 1},  # Scalabel: inclusive corners
+                "rle": {"counts": inst["rle"], "size": [height, width]},
+            }
+        )
+    return {"name": name, "attributes": {"weather": "clear", "scene": "city street"}, "labels": labels}
+
+
+def _coco_annotations(
+    image_id: int, instances: list[dict[str, Any]], width: int, height: int, first_id: int
+) -> list[dict[str, Any]]:
+    out = []
+    for j, inst in enumerate(instances):
+        x1, y1, x2, y2 = inst["box"]
+        out.append(
+            {
+                "id": first_id + j,
+                "image_id": image_id,
+                "category_id": BDD_CLASSES.index(inst["category"]) + 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": inst["area"],
+                "iscrowd": 0,
+                "segmentation": {"size": [height, width], "counts": inst["rle"]},
+            }
+        )
+    return out
+
+
 def generate(
     out: str | Path,
     num_images: int = 200,
@@ -87,48 +125,21 @@ def generate(
     out = Path(out)
     img_dir = out / "images" / split
     frames, images, annotations = [], [], []
-    cat_id = {n: i + 1 for i, n in enumerate(BDD_CLASSES)}
     indices = range(num_images)
     for i in progress(indices) if progress else indices:
         name = f"synth_{i:06d}.jpg"
         jpeg, instances = render_image(seed, split, i, width, height)
         atomic_write_bytes(img_dir / name, jpeg)
-        labels = []
-        for j, inst in enumerate(instances):
-            x1, y1, x2, y2 = inst["box"]
-            labels.append(
-                {
-                    "id": f"{i}-{j}",
-                    "category": inst["category"],
-                    "attributes": {
-                        "occluded": inst["occluded"],
-                        "truncated": inst["truncated"],
-                        "crowd": False,
-                    },
-                    "box2d": {"x1": x1, "y1": y1, "x2": x2 - 1, "y2": y2 - 1},  # Scalabel: inclusive corners
-                    "rle": {"counts": inst["rle"], "size": [height, width]},
-                }
-            )
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": i + 1,
-                    "category_id": cat_id[inst["category"]],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": inst["area"],
-                    "iscrowd": 0,
-                    "segmentation": {"size": [height, width], "counts": inst["rle"]},
-                }
-            )
-        frames.append(
-            {"name": name, "attributes": {"weather": "clear", "scene": "city street"}, "labels": labels}
-        )
+        frames.append(_bdd_frame(i, name, instances, width, height))
+        annotations += _coco_annotations(i + 1, instances, width, height, first_id=len(annotations) + 1)
         images.append({"id": i + 1, "file_name": name, "width": width, "height": height})
     coco = {
         "info": {"description": f"spt-data synthetic street scenes, seed {seed}, split {split}"},
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": cat_id[n], "name": n, "supercategory": "object"} for n in BDD_CLASSES],
+        "categories": [
+            {"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(BDD_CLASSES)
+        ],
     }
     paths = {
         "images": img_dir,

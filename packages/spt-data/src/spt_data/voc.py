@@ -121,37 +121,12 @@ def _build_record(
         ann = ET.parse(xml_path).getroot()
     except ET.ParseError as e:
         raise DataError(f"{where}: unreadable XML: {e}") from e
-    size = ann.find("size")
-    if size is None:
-        raise DataError(f"{where}: missing <size>")
-    width, height = _number(size, "width", where), _number(size, "height", where)
-    if width <= 0 or height <= 0 or width != int(width) or height != int(height):
-        raise DataError(f"{where}: <size> must be positive integers, got {width:g}x{height:g}")
-    width, height = int(width), int(height)
+    width, height = _image_size(ann, where)
     file_name = _text(ann, "filename") or f"{image_id}.jpg"
     image_path = root / "JPEGImages" / file_name
     check_image(image_path, where, mode=check_images, width=width, height=height)
 
-    objs = []
-    for j, obj in enumerate(ann.findall("object")):
-        name = _text(obj, "name") or ""
-        owhere = f"{where}: object {j} ('{name}')"
-        mapped = voc_category(name)
-        if mapped is None:
-            raise DataError(f"{owhere}: unknown class {name!r}")
-        bb = obj.find("bndbox")
-        if bb is None:
-            raise DataError(f"{owhere}: missing <bndbox>")
-        xmin, ymin, xmax, ymax = (_number(bb, t, owhere) for t in ("xmin", "ymin", "xmax", "ymax"))
-        box = (xmin - 1.0, ymin - 1.0, xmax, ymax)
-        problem = box_problem(*box, width, height)
-        if problem:
-            raise DataError(f"{owhere}: {problem} (VOC bndbox {xmin:g},{ymin:g},{xmax:g},{ymax:g})")
-        difficult = _text(obj, "difficult") or "0"
-        if difficult not in ("0", "1"):
-            raise DataError(f"{owhere}: <difficult> must be 0 or 1, got {difficult!r}")
-        objs.append((box, mapped[0], mapped[1], difficult == "1", str(j)))
-
+    objs = [_parse_object(obj, j, where, width, height) for j, obj in enumerate(ann.findall("object"))]
     obj_png = root / "SegmentationObject" / f"{image_id}.png"
     cls_png = root / "SegmentationClass" / f"{image_id}.png"
     inst = _read_png(obj_png, where, width, height) if obj_png.is_file() else None
@@ -166,22 +141,46 @@ def _build_record(
         rows = [(*o[:3], False, o[3], None, o[4]) for o in objs]
         if inst is not None:
             rows = _attach_masks(rows, inst, cls, class_names, where)
-    cols = list(zip(*rows)) if rows else [[] for _ in range(7)]
-    return Record.build(
+    return Record.from_instances(
+        rows,
         image_id=image_id,
         image_path=str(image_path),
         width=width,
         height=height,
-        boxes=np.asarray(cols[0], dtype=np.float64).reshape(-1, 4),
-        category_ids=list(cols[1]),
-        category_names=list(cols[2]),
-        iscrowd=list(cols[3]),
-        ignore=list(cols[4]),
-        masks=list(cols[5]),
-        ann_ids=list(cols[6]),
         source=str(xml_path),
         source_index=index,
     )
+
+
+def _image_size(ann: ET.Element, where: str) -> tuple[int, int]:
+    size = ann.find("size")
+    if size is None:
+        raise DataError(f"{where}: missing <size>")
+    width, height = _number(size, "width", where), _number(size, "height", where)
+    if width <= 0 or height <= 0 or width != int(width) or height != int(height):
+        raise DataError(f"{where}: <size> must be positive integers, got {width:g}x{height:g}")
+    return int(width), int(height)
+
+
+def _parse_object(obj: ET.Element, j: int, where: str, width: int, height: int) -> tuple[Any, ...]:
+    """One <object> -> (box, category_id, name, difficult, index string); DataError if bad."""
+    name = _text(obj, "name") or ""
+    owhere = f"{where}: object {j} ('{name}')"
+    mapped = voc_category(name)
+    if mapped is None:
+        raise DataError(f"{owhere}: unknown class {name!r}")
+    bb = obj.find("bndbox")
+    if bb is None:
+        raise DataError(f"{owhere}: missing <bndbox>")
+    xmin, ymin, xmax, ymax = (_number(bb, t, owhere) for t in ("xmin", "ymin", "xmax", "ymax"))
+    box = (xmin - 1.0, ymin - 1.0, xmax, ymax)
+    problem = box_problem(*box, width, height)
+    if problem:
+        raise DataError(f"{owhere}: {problem} (VOC bndbox {xmin:g},{ymin:g},{xmax:g},{ymax:g})")
+    difficult = _text(obj, "difficult") or "0"
+    if difficult not in ("0", "1"):
+        raise DataError(f"{owhere}: <difficult> must be 0 or 1, got {difficult!r}")
+    return box, mapped[0], mapped[1], difficult == "1", str(j)
 
 
 def _png_class(value: int, class_names: list[str] | None, where: str) -> tuple[int, str]:
