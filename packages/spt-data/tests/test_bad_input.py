@@ -259,6 +259,21 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "voc image size mismatch": lambda t: Case(
         _voc(t, image_size=(64, 96)), ["a.xml: image 'a'", "is 64x96 but the annotation says 128x96"], 1
     ),
+    "coco without categories": lambda t: Case(
+        _coco(t, lambda d: d.pop("categories")),
+        ["instances.json: 'categories' must be an array, got null"],
+        None,
+    ),
+    "voc split file missing": lambda t: Case(
+        _after(_voc(t), lambda: (t / "VOC2012" / "ImageSets" / "Main" / "trainval.txt").unlink()),
+        ["trainval.txt: split file not found"],
+        None,
+    ),
+    "voc xml listed but absent": lambda t: Case(
+        _after(_voc(t), lambda: (t / "VOC2012" / "Annotations" / "a.xml").unlink()),
+        ["a.xml: image 'a': annotation file not found (listed as record 0 in", "trainval.txt"],
+        1,
+    ),
     "labels parquet wrong schema version": lambda t: Case(
         _label_parquet(t), ["labels.parquet: selection-label schema version '0', this reader needs 1"], None
     ),

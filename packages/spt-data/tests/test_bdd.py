@@ -154,3 +154,12 @@ def test_scalabel_dataset_object_and_missing_box(tmp_path, write_jpeg, write_jso
         DataError, match=r"frame 0 \('f.jpg'\): label 0 \(id a\): label has neither 'box2d' nor a mask"
     ):
         read_bdd(f, tmp_path / "img")
+
+
+def test_sizes_without_reading_images(tmp_path, write_json):
+    f = write_json(tmp_path / "l.json", [{"name": "nowhere.jpg", "videoName": "v", "labels": []}])
+    with pytest.raises(ValueError, match="needs image_size"):
+        read_bdd(f, tmp_path, check_images="none")
+    (rec,) = read_bdd(f, tmp_path, check_images="none", image_size=(1280, 720)).records
+    assert (rec.width, rec.height) == (1280, 720)
+    assert rec.image_path == str(tmp_path / "v" / "nowhere.jpg")  # tracking layout: root/videoName/name

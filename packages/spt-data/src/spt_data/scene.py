@@ -321,7 +321,9 @@ def render_scene(
         _silhouette(o.props, width, height) | s if o.props else s for o, s in zip(objs, sil)
     ]  # painted pixels
     keep = [True] * len(objs)
-    for _ in range(2):  # removing an object only uncovers others: a second pass settles it
+    changed = True
+    while changed:  # drop hardly visible objects until none is dropped: then every mask is exact
+        changed = False
         covered = np.zeros((height, width), bool)
         vis: list[np.ndarray] = [np.zeros(0)] * len(objs)
         for i in range(len(objs) - 1, -1, -1):  # near to far
@@ -331,7 +333,7 @@ def render_scene(
             covered |= occ[i]
             n = int(vis[i].sum())
             if n < MIN_VISIBLE_PX or n < MIN_VISIBLE_FRACTION * max(1, int(sil[i].sum())):
-                keep[i] = False
+                keep[i], changed = False, True
     canvas = _background(rng, width, height, geo)
     d = ImageDraw.Draw(canvas)
     out = []
