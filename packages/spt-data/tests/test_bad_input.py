@@ -208,6 +208,12 @@ CASES: dict[str, Callable[[Path], Case]] = {
         2,
         0,
     ),
+    "duplicate annotation id": lambda t: Case(
+        _coco(t, _set(["annotations", 1, "id"], 4711)),
+        [f"instances.json: {A0}: duplicate annotation id (2 annotations have it)"],
+        2,
+        0,
+    ),
     "annotation of a missing image": lambda t: Case(
         _coco(t, _set(["annotations", 1, "image_id"], 42)),
         ["instances.json: annotation 1 (id 4712): image_id 42 is not in 'images'"],

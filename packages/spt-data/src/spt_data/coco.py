@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -215,6 +215,9 @@ def read_coco(
 
     images, bad_ids = _index_images(data["images"], path, policy)
     anns = _group_annotations(data["annotations"], path, images, bad_ids, policy)
+    ann_ids = Counter(
+        a.get("id") for a in data["annotations"] if isinstance(a, dict) and _is_int(a.get("id"))
+    )
 
     records = []
     items = list(images.values())
@@ -222,7 +225,7 @@ def read_coco(
         where = f"{path}: image {i} (id {im['id']}, '{im['file_name']}')"
         try:
             records.append(
-                _build_record(path, root, i, im, anns.get(im["id"], []), cats, where, check_images)
+                _build_record(path, root, i, im, anns.get(im["id"], []), cats, ann_ids, where, check_images)
             )
         except DataError as err:
             policy(err)
@@ -238,20 +241,21 @@ def _build_record(
     im: dict[str, Any],
     anns: list[tuple[int, dict[str, Any]]],
     cats: dict[int, str],
+    ann_id_count: Counter[int],
     where: str,
     check_images: str,
 ) -> Record:
     image_path = root / im["file_name"]
     check_image(image_path, where, mode=check_images, width=im["width"], height=im["height"])
     parsed = []
-    seen: set[Any] = set()
     for a, ann in anns:
-        if ann.get("id") is not None and ann.get("id") in seen:
-            raise DataError(
-                f"{path}: annotation {a} (id {ann['id']}) of image '{im['file_name']}': duplicate annotation id"
-            )
-        seen.add(ann.get("id"))
-        fields, problem = _parse_annotation(ann, im, cats)
+        aid = ann.get("id")
+        if not _is_int(aid):
+            problem = f"'id' must be an integer, got {aid!r}"
+        elif ann_id_count[aid] > 1:
+            problem = f"duplicate annotation id ({ann_id_count[aid]} annotations have it)"
+        else:
+            fields, problem = _parse_annotation(ann, im, cats)
         if problem:
             raise DataError(
                 f"{path}: annotation {a} (id {ann.get('id')}) of image '{im['file_name']}': {problem}"
