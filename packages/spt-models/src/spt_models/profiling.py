@@ -1,0 +1,72 @@
+"""Cost of a backbone: multiply-accumulates (MACs), parameters, throughput.
+
+MACs are ``FlopCounterMode`` FLOPs // 2 (the paper's "FLOPs" are MACs) of one forward in eval
+mode under ``sdpa_kernel(SDPBackend.MATH)``: torch counts 0 for CPU's fused SDPA kernels, while
+the MATH backend decomposes attention into counted matmuls. Element-wise work (LayerNorm,
+softmax, GELU, gathers) is not counted, as in the paper and in torchvision's published figures.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_macs(model: nn.Module, inputs: Tensor, **forward_kwargs) -> int:
+    """MACs of ``model(inputs, **forward_kwargs)`` in eval mode, no grad (the model's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model(inputs, **forward_kwargs)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """median_s: median seconds per forward; fps: images per second at that median; times_s: every repeat."""
+
+    median_s: float
+    fps: float
+    times_s: list[float]
+
+
+def measure_fps(
+    model: nn.Module, inputs: Tensor, warmup: int = 2, repeats: int = 10, **forward_kwargs
+) -> Throughput:
+    """Eval-mode, no-grad forwards: ``warmup`` untimed, then the median of ``repeats`` timed ones
+    (synchronizing the GPU around each when ``inputs`` is on CUDA). The model's mode is restored."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats should be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    cuda = inputs.device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                if cuda:
+                    torch.cuda.synchronize(inputs.device)
+                start = time.perf_counter()
+                model(inputs, **forward_kwargs)
+                if cuda:
+                    torch.cuda.synchronize(inputs.device)
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    median = statistics.median(times)
+    return Throughput(median_s=median, fps=inputs.shape[0] / median, times_s=times)

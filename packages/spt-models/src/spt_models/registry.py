@@ -1,0 +1,82 @@
+"""Model registry: names -> builders (``create_model("spt_t")``), as in timm.
+
+Builders are small functions ``builder(**overrides) -> nn.Module`` registered with
+:func:`register_model`; a variant is a config (data), its builder three lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TypeVar
+
+from torch import nn
+
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+
+class Registry:
+    """A name -> builder map in which every name is registered once."""
+
+    def __init__(self) -> None:
+        self._builders: dict[str, Callable[..., nn.Module]] = {}
+
+    def register(self, builder: Builder | None = None, *, name: str | None = None):
+        """Decorator: ``@register`` (the function's name) or ``@register(name="...")``.
+
+        Raises ValueError naming the model when the name is already registered.
+        """
+
+        def add(fn: Builder) -> Builder:
+            key = name or fn.__name__
+            if key in self._builders:
+                raise ValueError(f"model {key!r} is already registered (by {self._builders[key].__module__})")
+            self._builders[key] = fn
+            return fn
+
+        return add(builder) if builder is not None else add
+
+    def create(self, name: str, **overrides) -> nn.Module:
+        """Build the model registered as ``name``; ``overrides`` replace fields of its config."""
+        if name not in self._builders:
+            raise ValueError(f"unknown model {name!r}; known models: {', '.join(self.names())}")
+        return self._builders[name](**overrides)
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._builders
+
+
+_MODELS = Registry()
+
+
+def register_model(builder: Builder | None = None, *, name: str | None = None):
+    """Register a builder in the package's registry (see :meth:`Registry.register`)."""
+    return _MODELS.register(builder, name=name)
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build a registered model, e.g. ``create_model("spt_t", backend="reference", drop_path=0.0)``."""
+    return _MODELS.create(name, **overrides)
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return _MODELS.names()
+
+
+Config = TypeVar("Config")
+
+
+def with_overrides(config: Config, **overrides) -> Config:
+    """A copy of the frozen dataclass ``config`` with some fields replaced.
+
+    Raises ValueError naming an unknown field and the known ones.
+    """
+    known = [f.name for f in dataclasses.fields(config)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"{type(config).__name__} has no field(s) {unknown}; fields: {', '.join(known)}")
+    return dataclasses.replace(config, **overrides)

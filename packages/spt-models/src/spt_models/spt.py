@@ -1,0 +1,287 @@
+"""Select and Pack Transformer (SPT) backbones (paper Sec. 3.1, eqs. 1-3; App. B.2).
+
+Legend: B images, H, W input pixels, C embedding channels, M window side; token maps NHWC.
+
+    x -> patch embed -> stage 1 (Swin) -> merge -> stage 2 (Swin) = r2 -> gate: s0 = gate(LN(r2))
+      -> merge -> stage 3 (SPA blocks, each scored with max(gate, maxpool(s0)), eq. 4) = r3
+      -> merge -> stage 4 (SPA blocks, each scored with max(gate, maxpool(s1))) = r4,
+    s1 = the score logits of the last stage-3 block.
+
+Our choices where the paper is silent: the stage-2 gate reads the LayerNorm'ed stage-2 output
+(as every SPA block's gate reads its ``norm1`` output); every block of a stage takes the same
+finer score map (s0 in stage 3, s1 in stage 4); the extra blocks of SPT-T/16, S and B are
+appended at the end of stage 3 (Swin weights map onto SPA blocks of the same index); stochastic
+depth is spread linearly over all blocks as in Swin.
+
+Layout mirrors :class:`~spt_models.swin.SwinBackbone` (``features.0..7``; stages 3 and 4 are
+``nn.ModuleList`` of :class:`spa_core.SPABlock`, whose parameter names are torchvision's), so a
+torchvision Swin state dict loads onto it; ``gate_norm``, ``gate``, every block's ``gate`` and the
+extra blocks are fresh (:meth:`SPTBackbone.fresh_keys`).
+
+Equivalence to Swin: with every token selected and every gate saturated (sigmoid == 1 in fp32),
+SPT-T/12 computes Swin-T exactly **when the stage-3/4 maps are window multiples** (e.g. 224x224:
+14x14 and 7x7). Otherwise the two differ by design: Swin pads the map to window multiples and
+its windows attend the zero-padded tokens (which carry the qkv bias), SPA never attends window
+padding.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.swin_transformer import PatchMerging
+
+from spa_core import BlockSelection, Gate, SPABlock
+
+from .masks import check_valid, token_valid
+from .registry import register_model, with_overrides
+from .swin import STAGE_NAMES, drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
+
+Selection = Literal["gate", "given"]
+SPA_STRIDES = (16, 32)  # strides of the SPA stages (3 and 4)
+
+
+@dataclass(frozen=True)
+class SPTConfig:
+    embed_dim: int  # C: channels of stage 1; stage i has C * 2**(i-1)
+    depths: tuple[int, ...]  # blocks per stage of the Swin the model extends (its weights map onto these)
+    heads: tuple[int, ...]  # attention heads per stage
+    extra_blocks: int = 0  # SPA blocks appended to stage 3 (paper: 4), fresh when loading Swin weights
+    window: int = 7  # window side M; SPA containers hold L = M * M tokens
+    drop_path: float = 0.2  # stochastic depth of the last block, spread linearly from 0 at the first
+    patch_size: int = 4  # side of the patch embedding's stride
+    mlp_ratio: float = 4.0  # MLP hidden width / channels
+    threshold: float = 0.01  # selection threshold on the probability (paper: 0.01)
+    tau: float = 1.0  # Gumbel-sigmoid temperature
+    keep_ratio: float | None = (
+        None  # if set: every SPA block keeps its top ratio of tokens (App. B.4 baseline)
+    )
+    selection: Selection = "gate"  # "gate": learned; "given": forward(x, keep={16: ..., 32: ...})
+    backend: str = "sdpa"  # packed-attention backend of every SPA block: "sdpa", "reference", "flex"
+    layout: str = "packed"  # "packed" (SPA) or "padded" (pad every image to the batch max; baseline)
+
+
+SPT_T16 = SPTConfig(embed_dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), extra_blocks=4, drop_path=0.2)
+SPT_T12 = SPTConfig(embed_dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), extra_blocks=0, drop_path=0.2)
+SPT_S = SPTConfig(embed_dim=96, depths=(2, 2, 18, 2), heads=(3, 6, 12, 24), extra_blocks=4, drop_path=0.3)
+SPT_B = SPTConfig(embed_dim=128, depths=(2, 2, 18, 2), heads=(4, 8, 16, 32), extra_blocks=4, drop_path=0.5)
+
+
+@dataclass
+class SelectionInfo:
+    """What the SPA blocks of one forward selected (h, w: the block's token grid).
+
+    score0 [B, H/8, W/8]: logits of the gate on the stage-2 output (s0, eq. 1).
+    logits: per SPA block (stage 3 then stage 4), [B, h, w] score logits after eq. 4 (eq. 10's input).
+    keep: per SPA block, [B, h, w] bool hard selection.
+    strides: per SPA block, its stride (16 or 32).
+    num_containers: per SPA block, B'.
+    valid: {stride: [B, h, w] bool} real tokens of each SPA stage (all True without ``valid``).
+    """
+
+    score0: Tensor
+    logits: list[Tensor] = field(default_factory=list)
+    keep: list[Tensor] = field(default_factory=list)
+    strides: list[int] = field(default_factory=list)
+    num_containers: list[int] = field(default_factory=list)
+    valid: dict[int, Tensor] = field(default_factory=dict)
+
+    def add(self, stride: int, selection: BlockSelection) -> None:
+        self.logits.append(selection.logits)
+        self.keep.append(selection.keep)
+        self.strides.append(stride)
+        self.num_containers.append(selection.num_containers)
+
+    @property
+    def ratio(self) -> dict[int, Tensor]:
+        """{stride: [B]}: per image, the selected fraction of its real tokens, mean over the stage's blocks."""
+        out = {}
+        for stride, valid in self.valid.items():
+            real = valid.flatten(1).sum(1).float()  # [B]
+            kept = [k.flatten(1).sum(1).float() for k, s in zip(self.keep, self.strides) if s == stride]
+            out[stride] = torch.stack(kept).mean(0) / real
+        return out
+
+
+class SPTBackbone(nn.Module):
+    """Select and Pack Transformer feature extractor.
+
+    forward: x [B, 3, H, W] -> (maps, :class:`SelectionInfo`), maps as
+    :class:`~spt_models.swin.SwinBackbone` (``{"stage1": [B, H/4, W/4, C], ..., "stage4":
+    [B, H/32, W/32, 8C]}``, NHWC). Stage 3 has ``depths[2] + extra_blocks`` SPA blocks.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int,
+        depths: tuple[int, ...],
+        heads: tuple[int, ...],
+        extra_blocks: int = 0,
+        window: int = 7,
+        drop_path: float = 0.2,
+        patch_size: int = 4,
+        mlp_ratio: float = 4.0,
+        threshold: float = 0.01,
+        tau: float = 1.0,
+        keep_ratio: float | None = None,
+        selection: Selection = "gate",
+        backend: str = "sdpa",
+        layout: str = "packed",
+    ) -> None:
+        super().__init__()
+        if len(depths) != 4 or len(heads) != 4:
+            raise ValueError(f"SPT has 4 stages: got depths={depths}, heads={heads}")
+        if selection not in ("gate", "given"):
+            raise ValueError(f"selection should be 'gate' or 'given', got {selection!r}")
+        if extra_blocks < 0:
+            raise ValueError(f"extra_blocks should be >= 0, got {extra_blocks}")
+        self.selection, self.swin_depths = selection, tuple(depths)
+        stage_depths = (depths[0], depths[1], depths[2] + extra_blocks, depths[3])
+        rates = drop_path_rates(sum(stage_depths), drop_path)
+        dims = [embed_dim * 2**i for i in range(4)]
+        first = [sum(stage_depths[:i]) for i in range(4)]
+
+        def spa_stage(i: int) -> nn.ModuleList:
+            return nn.ModuleList(
+                SPABlock(
+                    dims[i],
+                    heads[i],
+                    window,
+                    shift=j % 2 == 1,
+                    mlp_ratio=mlp_ratio,
+                    threshold=threshold,
+                    tau=tau,
+                    keep_ratio=keep_ratio,
+                    drop_path=rates[first[i] + j],
+                    layout=layout,
+                    backend=backend,
+                )
+                for j in range(stage_depths[i])
+            )
+
+        self.features = nn.Sequential(
+            patch_embed(embed_dim, patch_size),
+            swin_stage(dims[0], heads[0], window, rates[: first[1]], mlp_ratio),
+            PatchMerging(dims[0], norm_layer=nn.LayerNorm),
+            swin_stage(dims[1], heads[1], window, rates[first[1] : first[2]], mlp_ratio),
+            PatchMerging(dims[1], norm_layer=nn.LayerNorm),
+            spa_stage(2),
+            PatchMerging(dims[2], norm_layer=nn.LayerNorm),
+            spa_stage(3),
+        )
+        self.gate_norm = nn.LayerNorm(dims[1])
+        self.gate = Gate(dims[1])
+        self.feature_info = feature_info(embed_dim, 4, patch_size)
+        init_linear(self)  # the gates' init is spa_core's too: trunc-normal(0.02) weight, zero bias
+
+    def fresh_keys(self) -> list[str]:
+        """State-dict keys a torchvision Swin checkpoint does not provide: the gates and the extra
+        stage-3 blocks (index >= the Swin's stage-3 depth)."""
+        fresh = []
+        for key in self.state_dict():
+            parts = key.split(".")
+            extra = parts[:2] == ["features", "5"] and int(parts[2]) >= self.swin_depths[2]
+            if key.startswith(("gate.", "gate_norm.")) or ".gate.proj." in key or extra:
+                fresh.append(key)
+        return fresh
+
+    def forward(
+        self,
+        x: Tensor,
+        valid: Tensor | None = None,
+        keep: dict[int, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[OrderedDict[str, Tensor], SelectionInfo]:
+        """x [B, 3, H, W] -> (maps, selection).
+
+        valid: the real image extent inside a padded batch, [B, 2] integer (height, width) in
+        pixels or a [B, H, W] bool pixel mask; tokens outside it are never selected.
+        keep: ``{16: [B, H/16, W/16], 32: [B, H/32, W/32]}`` bool, the selection of every block of
+        stage 3 and 4; required iff the model was built with ``selection="given"``.
+        generator: the Gumbel noise's random generator (training).
+        """
+        B, _, H, W = x.shape
+        keep = self._check_keep(keep)
+        if valid is not None:
+            check_valid(valid, B, H, W)
+        maps: OrderedDict[str, Tensor] = OrderedDict()
+        f = self.features
+        maps["stage1"] = x = f[1](f[0](x))  # [B, H/4, W/4, C]
+        maps["stage2"] = x = f[3](f[2](x))  # [B, H/8, W/8, 2C]
+        info = SelectionInfo(score0=self.gate(self.gate_norm(x)))  # s0 [B, H/8, W/8]
+        score_up = info.score0
+        for stage, (stride, merge, blocks) in enumerate(
+            zip(SPA_STRIDES, (f[4], f[6]), (f[5], f[7])), start=2
+        ):
+            x = merge(x)  # [B, h, w, c]: h = ceil(previous h / 2)
+            grid = (x.shape[1], x.shape[2])
+            real = (
+                token_valid(valid, grid, stride)
+                if valid is not None
+                else x.new_ones(B, *grid, dtype=torch.bool)
+            )
+            info.valid[stride] = real
+            given = None if keep is None else self._stage_keep(keep, stride, (B, *grid))
+            for block in blocks:
+                x, selection = block(
+                    x,
+                    score_up=score_up,
+                    valid=None if valid is None else real,
+                    keep=given,
+                    generator=generator,
+                )
+                info.add(stride, selection)
+            score_up = info.logits[-1]  # s1: the last block's scores feed the next stage
+            maps[STAGE_NAMES[stage]] = x
+        return maps, info
+
+    def _check_keep(self, keep: dict[int, Tensor] | None) -> dict[int, Tensor] | None:
+        if self.selection == "gate" and keep is not None:
+            raise ValueError(
+                "keep masks were given to a model built with selection='gate'; build it with selection='given'"
+            )
+        if self.selection == "given" and (keep is None or sorted(keep) != list(SPA_STRIDES)):
+            got = None if keep is None else sorted(keep)
+            raise ValueError(f"selection='given' needs keep masks for strides {list(SPA_STRIDES)}, got {got}")
+        return keep
+
+    @staticmethod
+    def _stage_keep(keep: dict[int, Tensor], stride: int, shape: tuple[int, int, int]) -> Tensor:
+        mask = keep[stride]
+        if tuple(mask.shape) != shape or mask.dtype != torch.bool:
+            raise ValueError(
+                f"keep[{stride}] should be a {list(shape)} bool mask, got {tuple(mask.shape)} {mask.dtype}"
+            )
+        return mask
+
+
+def build_spt(config: SPTConfig, **overrides) -> SPTBackbone:
+    """Config (+ overrides of its fields) -> :class:`SPTBackbone`."""
+    return SPTBackbone(**asdict(with_overrides(config, **overrides)))
+
+
+@register_model
+def spt_t(**overrides) -> SPTBackbone:
+    """SPT-T/16 (paper main text): Swin-T with 4 extra SPA blocks in stage 3."""
+    return build_spt(SPT_T16, **overrides)
+
+
+@register_model
+def spt_t12(**overrides) -> SPTBackbone:
+    """SPT-T/12 (App. B.2): Swin-T's depths, SPA in stages 3-4 (our reading of the lightweight variant)."""
+    return build_spt(SPT_T12, **overrides)
+
+
+@register_model
+def spt_s(**overrides) -> SPTBackbone:
+    return build_spt(SPT_S, **overrides)
+
+
+@register_model
+def spt_b(**overrides) -> SPTBackbone:
+    return build_spt(SPT_B, **overrides)
