@@ -35,7 +35,7 @@ def _strong_init(model: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.weight[0].numel() ** 0.5)
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.5 / m.weight[0].numel() ** 0.5)
                 if m.bias is not None:
                     m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
             elif isinstance(m, nn.LayerNorm):

@@ -102,9 +102,7 @@ def profile(args: argparse.Namespace) -> dict:
             )
     return {
         "environment": {
-            "device": torch.cuda.get_device_name(device)
-            if device.type == "cuda"
-            else platform.processor() or "cpu",
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
             "python": platform.python_version(),
@@ -115,6 +113,17 @@ def profile(args: argparse.Namespace) -> dict:
         "macs_counting": "FlopCounterMode // 2, eval forward, SDPBackend.MATH",
         "rows": rows,
     }
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else ``platform.processor()``, else "cpu"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
 
 
 def format_table(rows: list[dict]) -> str:

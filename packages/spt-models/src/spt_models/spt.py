@@ -42,7 +42,6 @@ from .registry import register_model, with_overrides
 from .swin import STAGE_NAMES, drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 
 Selection = Literal["gate", "given"]
-SPA_STRIDES = (16, 32)  # strides of the SPA stages (3 and 4)
 
 
 @dataclass(frozen=True)
@@ -141,6 +140,7 @@ class SPTBackbone(nn.Module):
         if extra_blocks < 0:
             raise ValueError(f"extra_blocks should be >= 0, got {extra_blocks}")
         self.selection, self.swin_depths = selection, tuple(depths)
+        self.spa_strides = (patch_size * 4, patch_size * 8)  # strides of stages 3 and 4: keep's keys
         stage_depths = (depths[0], depths[1], depths[2] + extra_blocks, depths[3])
         rates = drop_path_rates(sum(stage_depths), drop_path)
         dims = [embed_dim * 2**i for i in range(4)]
@@ -216,7 +216,7 @@ class SPTBackbone(nn.Module):
         info = SelectionInfo(score0=self.gate(self.gate_norm(x)))  # s0 [B, H/8, W/8]
         score_up = info.score0
         for stage, (stride, merge, blocks) in enumerate(
-            zip(SPA_STRIDES, (f[4], f[6]), (f[5], f[7])), start=2
+            zip(self.spa_strides, (f[4], f[6]), (f[5], f[7])), start=2
         ):
             x = merge(x)  # [B, h, w, c]: h = ceil(previous h / 2)
             grid = (x.shape[1], x.shape[2])
@@ -245,9 +245,11 @@ class SPTBackbone(nn.Module):
             raise ValueError(
                 "keep masks were given to a model built with selection='gate'; build it with selection='given'"
             )
-        if self.selection == "given" and (keep is None or sorted(keep) != list(SPA_STRIDES)):
+        if self.selection == "given" and (keep is None or sorted(keep) != list(self.spa_strides)):
             got = None if keep is None else sorted(keep)
-            raise ValueError(f"selection='given' needs keep masks for strides {list(SPA_STRIDES)}, got {got}")
+            raise ValueError(
+                f"selection='given' needs keep masks for strides {list(self.spa_strides)}, got {got}"
+            )
         return keep
 
     @staticmethod
