@@ -3,40 +3,98 @@
 import pytest
 import torch
 
-from spt_models import SPTBackbone, create_model, list_models
+from spt_models import PruningInfo, SelectionInfo, SPTBackbone, create_model, list_models, split_output
+from spt_models.vit import VisionTransformer
 
-# The Swin and SPT backbones of this module's scope (baselines have their own tests).
-MODELS = ["swin_t", "swin_s", "swin_b", "spt_t", "spt_t12", "spt_s", "spt_b"]
+BACKBONES = ["swin_t", "swin_s", "swin_b", "spt_t", "spt_t12", "spt_s", "spt_b", "spt_t_fixed"]
+BASELINES = ["dynamicswin_t", "dynamicswin_s", "dynamicswin_b", "sparsevit_t", "sparsevit_s", "sparsevit_b"]
+BASELINES += ["dat_t", "dat_s"]
 # Parameters that legitimately get no gradient in a train-mode forward: none.
-NO_GRAD_EXPECTED: dict[str, set[str]] = {name: set() for name in MODELS}
+NO_GRAD_EXPECTED: dict[str, set[str]] = {}
 
 
-def test_every_backbone_is_registered():
-    assert set(MODELS) <= set(list_models())
+def test_every_model_is_registered_and_smoke_tested():
+    assert set(list_models()) == {*BACKBONES, *BASELINES, "spt_t_oracle", "vit_s16"}
 
 
-@pytest.mark.parametrize("name", MODELS)
+def auxiliary_loss(info) -> torch.Tensor:
+    """The loss each method adds to the task loss: eq. 10's input for SPT, the keep-ratio loss for
+    DynamicSwin, none for SparseViT (its window choice is not learned)."""
+    if isinstance(info, SelectionInfo):
+        return sum(torch.sigmoid(lg).mean() for lg in [info.score0, *info.logits])
+    if isinstance(info, PruningInfo):
+        return info.ratio_loss
+    return torch.zeros(())
+
+
+def run(name: str, model: torch.nn.Module, x: torch.Tensor):
+    if isinstance(model, SPTBackbone) and model.selection == "given":
+        keep = {
+            s: torch.rand(2, 256 // s, 320 // s, generator=torch.Generator().manual_seed(s)) < 0.3
+            for s in (16, 32)
+        }
+        return model(x, keep=keep, generator=torch.Generator().manual_seed(0))
+    if isinstance(model, SPTBackbone):
+        return model(x, generator=torch.Generator().manual_seed(0))
+    return model(x)
+
+
+@pytest.mark.parametrize("name", [*BACKBONES, *BASELINES, "spt_t_oracle"])
 def test_forward_backward_every_parameter_gets_a_gradient(name):
     """drop_path=0 so that no residual branch is dropped for the whole (tiny) batch by chance."""
     torch.manual_seed(0)
     model = create_model(name, drop_path=0.0).train()
     x = torch.randn(2, 3, 256, 320)
-    out = model(x, generator=torch.Generator().manual_seed(0)) if isinstance(model, SPTBackbone) else model(x)
-    maps, info = out if isinstance(out, tuple) else (out, None)
+    maps, info = split_output(run(name, model, x))
     assert len(maps) == len(model.feature_info) == 4
     for info_i, (key, fmap) in zip(model.feature_info, maps.items()):
         stride = info_i["reduction"]
         assert key == info_i["name"]
         assert fmap.shape == (2, 256 // stride, 320 // stride, info_i["num_chs"]), key
         assert torch.isfinite(fmap).all(), key
-    loss = sum(m.float().square().mean() for m in maps.values())
-    if info is not None:  # the selection loss (eq. 10) reaches every gate through its logits
-        loss = loss + sum(torch.sigmoid(lg).mean() for lg in [info.score0, *info.logits])
+    loss = sum(m.float().square().mean() for m in maps.values()) + auxiliary_loss(info)
     loss.backward()
     missing = {n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)}
-    assert missing == NO_GRAD_EXPECTED[name], f"{name}: no gradient for {sorted(missing)[:10]}"
+    assert missing == NO_GRAD_EXPECTED.get(name, set()), f"{name}: no gradient for {sorted(missing)[:10]}"
     nonfinite = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
     assert not nonfinite, f"{name}: non-finite gradient in {nonfinite[:10]}"
+
+
+def test_vit_forward_backward_with_and_without_ground_truth_selection():
+    model = create_model("vit_s16", drop_path=0.0).train()
+    assert isinstance(model, VisionTransformer)
+    x = torch.randn(2, 3, 256, 320)
+    keep = torch.rand(2, 16, 20, generator=torch.Generator().manual_seed(0)) < 0.4
+    for k in (None, keep):
+        model.zero_grad()
+        cls, tokens = model(x, keep=k)
+        assert cls.shape == (2, 384) and tokens.shape == (2, 16, 20, 384)
+        (cls.square().mean() + tokens.square().mean()).backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_fixed_ratio_spt_keeps_ceil_ratio_per_image():
+    model = create_model("spt_t_fixed", keep_ratio=0.3, depths=(1, 1, 2, 2), extra_blocks=0).eval()
+    valid = torch.tensor([[256, 320], [200, 150]])  # image 1 is padded inside the batch
+    with torch.no_grad():
+        _, info = model(torch.randn(2, 3, 256, 320), valid=valid)
+    for keep, stride in zip(info.keep, info.strides):
+        real = info.valid[stride].flatten(1).sum(1)
+        assert keep.flatten(1).sum(1).tolist() == torch.ceil(real * 0.3).long().tolist()
+        assert not (keep & ~info.valid[stride]).any()
+
+
+def test_oracle_selects_exactly_the_label_positives():
+    model = create_model("spt_t_oracle", depths=(1, 1, 2, 2), extra_blocks=0).eval()
+    labels = {
+        s: torch.rand(2, 256 // s, 320 // s, generator=torch.Generator().manual_seed(s)) < 0.3
+        for s in (16, 32)
+    }
+    with torch.no_grad():
+        _, info = model(torch.randn(2, 3, 256, 320), keep=labels)
+    assert len(info.keep) == 4
+    for keep, stride in zip(info.keep, info.strides):
+        assert torch.equal(keep, labels[stride])
 
 
 def test_gate_gets_gradient_through_the_task_loss_alone():

@@ -21,6 +21,7 @@ import torch
 import torchvision
 
 from .masks import random_stage_keep
+from .outputs import split_output
 from .profiling import count_macs, count_params, measure_fps
 from .registry import create_model, list_models
 from .spt import SPTBackbone
@@ -87,7 +88,12 @@ def profile(args: argparse.Namespace) -> dict:
             macs = count_macs(model, x, **kwargs)
             with torch.no_grad():
                 out = model(x, **kwargs)
-            maps = out[0] if isinstance(out, tuple) else out
+            maps, _ = split_output(out)
+            shapes = (
+                {k: list(v.shape) for k, v in maps.items()}
+                if isinstance(maps, dict)
+                else {"cls": list(out[0].shape), "tokens": list(out[1].shape)}  # vit_s16
+            )
             timing = measure_fps(model, x, args.warmup, args.repeats, **kwargs) if args.repeats else None
             rows.append(
                 {
@@ -97,7 +103,7 @@ def profile(args: argparse.Namespace) -> dict:
                     "macs": macs,
                     "fps": timing.fps if timing else None,
                     "median_s": timing.median_s if timing else None,
-                    "shapes": {k: list(v.shape) for k, v in maps.items()},
+                    "shapes": shapes,
                 }
             )
     return {
@@ -127,12 +133,12 @@ def cpu_name() -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'model':<10} {'ratio':>6} {'params (M)':>11} {'MACs (G)':>10} {'FPS':>8}"]
+    lines = [f"{'model':<14} {'ratio':>6} {'params (M)':>11} {'MACs (G)':>10} {'FPS':>8}"]
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         fps = "-" if r["fps"] is None else f"{r['fps']:.2f}"
         lines.append(
-            f"{r['model']:<10} {ratio:>6} {r['params'] / 1e6:>11.2f} {r['macs'] / 1e9:>10.2f} {fps:>8}"
+            f"{r['model']:<14} {ratio:>6} {r['params'] / 1e6:>11.2f} {r['macs'] / 1e9:>10.2f} {fps:>8}"
         )
     return "\n".join(lines)
 

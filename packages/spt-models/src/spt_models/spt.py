@@ -287,3 +287,17 @@ def spt_s(**overrides) -> SPTBackbone:
 @register_model
 def spt_b(**overrides) -> SPTBackbone:
     return build_spt(SPT_B, **overrides)
+
+
+@register_model
+def spt_t_fixed(**overrides) -> SPTBackbone:
+    """SPT-T/16 keeping exactly ceil(keep_ratio * n) top-scored tokens per image and SPA block
+    (App. B.4 / Fig. 6; default half, override ``keep_ratio``)."""
+    return build_spt(SPT_T16, **{"keep_ratio": 0.5, **overrides})
+
+
+@register_model
+def spt_t_oracle(**overrides) -> SPTBackbone:
+    """SPT-T/16 with ground-truth selection (Fig. 4): ``forward(x, keep={16: labels16, 32: labels32})``
+    with the selection labels of spt-data; every SPA block selects exactly the label positives."""
+    return build_spt(SPT_T16, **{"selection": "given", **overrides})
