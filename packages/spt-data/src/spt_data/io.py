@@ -13,7 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import DataError
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_versioned_parquet",
+]
 
 
 @contextlib.contextmanager
@@ -53,3 +64,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = None) -> None:
     """Write ``obj`` as JSON (allow_nan=False: NaN never reaches a file) to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def read_versioned_parquet(
+    path: str | os.PathLike[str], *, kind: str, version: int, columns: list[str], what: str
+) -> tuple[pa.Table, dict[str, str]]:
+    """Read a Parquet file this package wrote and check its ``spt_data.kind``, its
+    ``spt_data.schema_version`` and its columns -> (table, metadata); ``what`` names the kind in
+    errors ("records", "selection-label"). Raises :class:`DataError` naming the file."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise DataError(f"{path}: cannot read Parquet: {e}") from e
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    found_kind, found_version = meta.get("spt_data.kind"), meta.get("spt_data.schema_version")
+    if found_kind != kind:
+        raise DataError(f"{path}: not a {what} file (spt_data.kind={found_kind!r}, expected {kind!r})")
+    if found_version != str(version):
+        raise DataError(f"{path}: {what} schema version {found_version!r}, this reader needs {version}")
+    missing = [n for n in columns if n not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}")
+    return table, meta

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from .errors import DataError
 from .frame import Frame, resize_policy
-from .io import atomic_path
+from .io import atomic_path, read_versioned_parquet
 from .raster import box_cells, cells_reference, mask_cells
 from .records import Record
 
@@ -207,21 +207,9 @@ class LabelTable:
 def read_labels(path: str | Path) -> LabelTable:
     """Read and validate a selection-label Parquet file (kind, schema version, columns, bit counts)."""
     path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as e:
-        raise DataError(f"{path}: cannot read Parquet: {e}") from e
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    kind, version = meta.get("spt_data.kind"), meta.get("spt_data.schema_version")
-    if kind != KIND:
-        raise DataError(f"{path}: not a selection-label file (spt_data.kind={kind!r}, expected {KIND!r})")
-    if version != str(SCHEMA_VERSION):
-        raise DataError(
-            f"{path}: selection-label schema version {version!r}, this reader needs {SCHEMA_VERSION}"
-        )
-    missing = [n for n in SCHEMA.names if n not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}")
+    table, meta = read_versioned_parquet(
+        path, kind=KIND, version=SCHEMA_VERSION, columns=SCHEMA.names, what="selection-label"
+    )
     h, w = table["grid_h"].to_numpy(), table["grid_w"].to_numpy()
     nbytes = pc.binary_length(table["bits"]).to_numpy(zero_copy_only=False)
     bad = np.nonzero(nbytes != (h.astype(np.int64) * w + 7) // 8)[0]

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DataError
-from .io import atomic_path
+from .io import atomic_path, read_versioned_parquet
 from .records import Dataset, PolygonMask, Record, RleMask
 
 __all__ = ["SCHEMA_VERSION", "read_records", "write_records"]
@@ -124,19 +124,9 @@ def _record(row: dict[str, Any], path: Path, n: int) -> Record:
 def read_records(path: str | Path) -> Dataset:
     """Read a records Parquet file written by :func:`write_records` (kind and schema version checked)."""
     path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as e:
-        raise DataError(f"{path}: cannot read Parquet: {e}") from e
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    kind, version = meta.get("spt_data.kind"), meta.get("spt_data.schema_version")
-    if kind != KIND:
-        raise DataError(f"{path}: not a records file (spt_data.kind={kind!r}, expected {KIND!r})")
-    if version != str(SCHEMA_VERSION):
-        raise DataError(f"{path}: records schema version {version!r}, this reader needs {SCHEMA_VERSION}")
-    missing = [n for n in SCHEMA.names if n not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}")
+    table, meta = read_versioned_parquet(
+        path, kind=KIND, version=SCHEMA_VERSION, columns=SCHEMA.names, what="records"
+    )
     records = [_record(row, path, n) for n, row in enumerate(table.to_pylist())]
     cats = {int(k): v for k, v in json.loads(meta.get("spt_data.categories", "{}")).items()}
     sources = json.loads(meta.get("spt_data.sources", "[]"))

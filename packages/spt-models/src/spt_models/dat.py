@@ -48,12 +48,11 @@ from torchvision.ops.misc import Permute
 
 from .registry import register_model, with_overrides
 from .swin import (
-    STAGE_INDEX,
-    STAGE_NAMES,
     drop_path_rates,
     feature_info,
     init_linear,
     patch_embed,
+    stage_maps,
     swin_stage,
 )
 
@@ -272,12 +271,7 @@ class DATBackbone(nn.Module):
         )
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        out: OrderedDict[str, Tensor] = OrderedDict()
-        for i, layer in enumerate(self.features):
-            x = layer(x)  # [B, h, w, c]
-            if i in STAGE_INDEX:
-                out[STAGE_NAMES[STAGE_INDEX.index(i)]] = x
-        return out
+        return stage_maps(self.features, x)
 
 
 def build_dat(config: DATConfig, **overrides) -> DATBackbone:

@@ -62,6 +62,17 @@ def feature_info(embed_dim: int, num_stages: int = 4, patch_size: int = 4) -> li
     ]
 
 
+def stage_maps(features: nn.Sequential, x: Tensor) -> OrderedDict[str, Tensor]:
+    """Run ``features`` (patch embed, stage, merge, ..., stage) on x [B, 3, H, W] and collect the
+    stage outputs -> ``{"stage1": [B, H/4, W/4, C], ..., "stage4": [B, H/32, W/32, 8C]}``."""
+    out: OrderedDict[str, Tensor] = OrderedDict()
+    for i, layer in enumerate(features):
+        x = layer(x)  # [B, h, w, c]
+        if i in STAGE_INDEX:
+            out[STAGE_NAMES[STAGE_INDEX.index(i)]] = x
+    return out
+
+
 def patch_embed(embed_dim: int, patch_size: int) -> nn.Sequential:
     """[B, 3, H, W] -> [B, H/p, W/p, C]: strided convolution, NCHW -> NHWC, LayerNorm (torchvision)."""
     return nn.Sequential(
@@ -137,12 +148,7 @@ class SwinBackbone(nn.Module):
         return []
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        out: OrderedDict[str, Tensor] = OrderedDict()
-        for i, layer in enumerate(self.features):
-            x = layer(x)  # [B, h, w, c]
-            if i in STAGE_INDEX:
-                out[STAGE_NAMES[STAGE_INDEX.index(i)]] = x
-        return out
+        return stage_maps(self.features, x)
 
 
 def build_swin(config: SwinConfig, **overrides) -> SwinBackbone:
