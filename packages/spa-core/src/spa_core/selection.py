@@ -30,7 +30,12 @@ def select_tokens(
     if tau <= 0:
         raise ValueError(f"tau should be > 0, got {tau}")
     if training:
-        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+        noise_device = (
+            generator.device if generator is not None else logits.device
+        )  # a CPU generator works for CUDA
+        u = torch.rand(logits.shape, generator=generator, device=noise_device, dtype=torch.float32).to(
+            logits.device
+        )
         u = u.clamp(torch.finfo(torch.float32).tiny, 1.0 - torch.finfo(torch.float32).eps)
         noise = (torch.log(u) - torch.log1p(-u)).to(logits.dtype)
         prob = torch.sigmoid((logits + noise) / tau)
