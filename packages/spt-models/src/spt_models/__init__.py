@@ -13,10 +13,10 @@ from .dynamicswin import DYNAMICSWIN_B, DYNAMICSWIN_S, DYNAMICSWIN_T, DynamicSwi
 from .masks import random_keep, random_stage_keep, token_grid, token_valid
 from .outputs import split_output
 from .profiling import Throughput, count_macs, count_params, measure_fps
-from .registry import Registry, create_model, list_models, register_model
+from .registry import Registry, build, create_model, list_models, register_model
 from .sparsevit import SPARSEVIT_B, SPARSEVIT_S, SPARSEVIT_T, SparseViTBackbone, WindowSelection
-from .spt import SPT_B, SPT_S, SPT_T12, SPT_T16, SelectionInfo, SPTBackbone, SPTConfig, build_spt
-from .swin import SWIN_B, SWIN_S, SWIN_T, SwinBackbone, SwinConfig, build_swin
+from .spt import SPT_B, SPT_S, SPT_T12, SPT_T16, SelectionInfo, SPTBackbone, SPTConfig
+from .swin import SWIN_B, SWIN_S, SWIN_T, SwinBackbone, SwinConfig
 from .vit import VIT_S16, VisionTransformer
 from .weights import LoadReport, load_swin_weights
 
@@ -51,8 +51,7 @@ __all__ = [
     "Throughput",
     "VisionTransformer",
     "WindowSelection",
-    "build_spt",
-    "build_swin",
+    "build",
     "count_macs",
     "count_params",
     "create_model",

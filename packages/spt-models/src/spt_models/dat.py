@@ -37,7 +37,7 @@ Our choices (stated, tested):
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,7 @@ from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlo
 from torchvision.ops import MLP, StochasticDepth
 from torchvision.ops.misc import Permute
 
-from .registry import register_model, with_overrides
+from .registry import build, register_model
 from .swin import (
     drop_path_rates,
     feature_info,
@@ -274,16 +274,11 @@ class DATBackbone(nn.Module):
         return stage_maps(self.features, x)
 
 
-def build_dat(config: DATConfig, **overrides) -> DATBackbone:
-    """Config (+ overrides of its fields) -> :class:`DATBackbone`."""
-    return DATBackbone(**asdict(with_overrides(config, **overrides)))
-
-
 @register_model
 def dat_t(**overrides) -> DATBackbone:
-    return build_dat(DAT_T, **overrides)
+    return build(DATBackbone, DAT_T, **overrides)
 
 
 @register_model
 def dat_s(**overrides) -> DATBackbone:
-    return build_dat(DAT_S, **overrides)
+    return build(DATBackbone, DAT_S, **overrides)

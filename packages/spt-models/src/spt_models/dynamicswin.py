@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +54,7 @@ from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlo
 
 from spa_core import select_tokens
 
-from .registry import register_model, with_overrides
+from .registry import build, register_model
 from .swin import drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 from .window_attention import map_window_attention
 
@@ -315,21 +315,16 @@ def _check_pruning(pruning_loc: tuple[int, ...], keep_ratio: tuple[float, ...], 
         raise ValueError(f"keep_ratio should be non-increasing values in (0, 1], got {keep_ratio}")
 
 
-def build_dynamicswin(config: DynamicSwinConfig, **overrides) -> DynamicSwinBackbone:
-    """Config (+ overrides of its fields) -> :class:`DynamicSwinBackbone`."""
-    return DynamicSwinBackbone(**asdict(with_overrides(config, **overrides)))
-
-
 @register_model
 def dynamicswin_t(**overrides) -> DynamicSwinBackbone:
-    return build_dynamicswin(DYNAMICSWIN_T, **overrides)
+    return build(DynamicSwinBackbone, DYNAMICSWIN_T, **overrides)
 
 
 @register_model
 def dynamicswin_s(**overrides) -> DynamicSwinBackbone:
-    return build_dynamicswin(DYNAMICSWIN_S, **overrides)
+    return build(DynamicSwinBackbone, DYNAMICSWIN_S, **overrides)
 
 
 @register_model
 def dynamicswin_b(**overrides) -> DynamicSwinBackbone:
-    return build_dynamicswin(DYNAMICSWIN_B, **overrides)
+    return build(DynamicSwinBackbone, DYNAMICSWIN_B, **overrides)

@@ -80,3 +80,9 @@ def with_overrides(config: Config, **overrides) -> Config:
     if unknown:
         raise ValueError(f"{type(config).__name__} has no field(s) {unknown}; fields: {', '.join(known)}")
     return dataclasses.replace(config, **overrides)
+
+
+def build(model_cls: Callable[..., nn.Module], config, **overrides) -> nn.Module:
+    """The one builder: ``model_cls(**fields of config)`` with some fields replaced by ``overrides``
+    (unknown fields raise, see :func:`with_overrides`)."""
+    return model_cls(**dataclasses.asdict(with_overrides(config, **overrides)))

@@ -29,7 +29,7 @@ torchvision (the official code pads before ``norm1``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +37,7 @@ from torchvision.models.swin_transformer import SwinTransformerBlock
 
 from spa_core import drop_path
 
-from .registry import register_model, with_overrides
+from .registry import build, register_model
 from .swin import STAGE_INDEX, STAGE_NAMES, SwinBackbone
 from .window_attention import WindowTokens, window_attention, window_tokens
 
@@ -178,21 +178,16 @@ class SparseViTBackbone(nn.Module):
                 selection.num_windows[(stage, shift)] = scores.shape[1]
 
 
-def build_sparsevit(config: SparseViTConfig, **overrides) -> SparseViTBackbone:
-    """Config (+ overrides of its fields) -> :class:`SparseViTBackbone`."""
-    return SparseViTBackbone(**asdict(with_overrides(config, **overrides)))
-
-
 @register_model
 def sparsevit_t(**overrides) -> SparseViTBackbone:
-    return build_sparsevit(SPARSEVIT_T, **overrides)
+    return build(SparseViTBackbone, SPARSEVIT_T, **overrides)
 
 
 @register_model
 def sparsevit_s(**overrides) -> SparseViTBackbone:
-    return build_sparsevit(SPARSEVIT_S, **overrides)
+    return build(SparseViTBackbone, SPARSEVIT_S, **overrides)
 
 
 @register_model
 def sparsevit_b(**overrides) -> SparseViTBackbone:
-    return build_sparsevit(SPARSEVIT_B, **overrides)
+    return build(SparseViTBackbone, SPARSEVIT_B, **overrides)

@@ -28,7 +28,7 @@ padding.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -38,7 +38,7 @@ from torchvision.models.swin_transformer import PatchMerging
 from spa_core import BlockSelection, Gate, SPABlock
 
 from .masks import check_valid, token_valid
-from .registry import register_model, with_overrides
+from .registry import build, register_model
 from .swin import STAGE_NAMES, drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 
 Selection = Literal["gate", "given"]
@@ -262,42 +262,37 @@ class SPTBackbone(nn.Module):
         return mask
 
 
-def build_spt(config: SPTConfig, **overrides) -> SPTBackbone:
-    """Config (+ overrides of its fields) -> :class:`SPTBackbone`."""
-    return SPTBackbone(**asdict(with_overrides(config, **overrides)))
-
-
 @register_model
 def spt_t(**overrides) -> SPTBackbone:
     """SPT-T/16 (paper main text): Swin-T with 4 extra SPA blocks in stage 3."""
-    return build_spt(SPT_T16, **overrides)
+    return build(SPTBackbone, SPT_T16, **overrides)
 
 
 @register_model
 def spt_t12(**overrides) -> SPTBackbone:
     """SPT-T/12 (App. B.2): Swin-T's depths, SPA in stages 3-4 (our reading of the lightweight variant)."""
-    return build_spt(SPT_T12, **overrides)
+    return build(SPTBackbone, SPT_T12, **overrides)
 
 
 @register_model
 def spt_s(**overrides) -> SPTBackbone:
-    return build_spt(SPT_S, **overrides)
+    return build(SPTBackbone, SPT_S, **overrides)
 
 
 @register_model
 def spt_b(**overrides) -> SPTBackbone:
-    return build_spt(SPT_B, **overrides)
+    return build(SPTBackbone, SPT_B, **overrides)
 
 
 @register_model
 def spt_t_fixed(**overrides) -> SPTBackbone:
     """SPT-T/16 keeping exactly ceil(keep_ratio * n) top-scored tokens per image and SPA block
     (App. B.4 / Fig. 6; default half, override ``keep_ratio``)."""
-    return build_spt(SPT_T16, **{"keep_ratio": 0.5, **overrides})
+    return build(SPTBackbone, SPT_T16, **{"keep_ratio": 0.5, **overrides})
 
 
 @register_model
 def spt_t_oracle(**overrides) -> SPTBackbone:
     """SPT-T/16 with ground-truth selection (Fig. 4): ``forward(x, keep={16: labels16, 32: labels32})``
     with the selection labels of spt-data; every SPA block selects exactly the label positives."""
-    return build_spt(SPT_T16, **{"selection": "given", **overrides})
+    return build(SPTBackbone, SPT_T16, **{"selection": "given", **overrides})

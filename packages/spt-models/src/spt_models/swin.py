@@ -15,13 +15,13 @@ that is not a multiple of 4 loses its last ``side % 4`` pixels, exactly as in to
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlock
 from torchvision.ops.misc import Permute
 
-from .registry import register_model, with_overrides
+from .registry import build, register_model
 
 STAGE_NAMES = ("stage1", "stage2", "stage3", "stage4")
 STAGE_INDEX = (1, 3, 5, 7)  # position of each stage in ``features``
@@ -151,21 +151,16 @@ class SwinBackbone(nn.Module):
         return stage_maps(self.features, x)
 
 
-def build_swin(config: SwinConfig, **overrides) -> SwinBackbone:
-    """Config (+ overrides of its fields) -> :class:`SwinBackbone`."""
-    return SwinBackbone(**asdict(with_overrides(config, **overrides)))
-
-
 @register_model
 def swin_t(**overrides) -> SwinBackbone:
-    return build_swin(SWIN_T, **overrides)
+    return build(SwinBackbone, SWIN_T, **overrides)
 
 
 @register_model
 def swin_s(**overrides) -> SwinBackbone:
-    return build_swin(SWIN_S, **overrides)
+    return build(SwinBackbone, SWIN_S, **overrides)
 
 
 @register_model
 def swin_b(**overrides) -> SwinBackbone:
-    return build_swin(SWIN_B, **overrides)
+    return build(SwinBackbone, SWIN_B, **overrides)

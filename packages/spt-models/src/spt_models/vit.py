@@ -21,7 +21,7 @@ embedding is learned at ``img_size`` (224: 14x14) and bicubic-resized to other g
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from spa_core import drop_path
 
-from .registry import register_model, with_overrides
+from .registry import build, register_model
 from .swin import init_linear
 
 
@@ -188,12 +188,7 @@ class VisionTransformer(nn.Module):
         return keep
 
 
-def build_vit(config: ViTConfig, **overrides) -> VisionTransformer:
-    """Config (+ overrides of its fields) -> :class:`VisionTransformer`."""
-    return VisionTransformer(**asdict(with_overrides(config, **overrides)))
-
-
 @register_model
 def vit_s16(**overrides) -> VisionTransformer:
     """ViT-S/16 (DeiT-S dims: 384 channels, 12 blocks, 6 heads)."""
-    return build_vit(VIT_S16, **overrides)
+    return build(VisionTransformer, VIT_S16, **overrides)
