@@ -9,7 +9,9 @@ and optionally ``poly2d`` and ``rle``. Conventions (those of the Scalabel/BDD100
 - ``poly2d`` vertex types ``L`` (on the outline) and ``C`` (cubic Bezier control points, in pairs,
   ending at the next vertex, wrapping to the first one when closed), as matplotlib's CURVE4 reads
   them; curves are flattened to :data:`BEZIER_STEPS` segments. ``rle`` is COCO compressed RLE.
-  When a label has both, the RLE (exact pixels) is the mask.
+  When a label has both, the RLE (exact pixels) is the mask. Every mask is checked
+  (:mod:`.maskcheck`): valid RLE of the image's size, polygon inside the image, not empty, extent
+  agreeing with ``box2d`` (a label without ``box2d`` gets the mask's extent as its box).
 - Categories: the 10 detection classes with BDD's name and ignore mappings (:mod:`.categories`);
   ``drivable area``/``lane`` labels are not objects: they are left out and their count is logged.
   Any other category is an error. ``attributes.crowd`` -> iscrowd.
@@ -29,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from .categories import BDD_CLASSES, BDD_NON_OBJECT, bdd_category
 from .errors import DataError, OnError, as_policy
 from .images import check_image
 from .jsonfile import load_json, type_name
+from .maskcheck import extent_problem, mask_extent
 from .records import Dataset, Mask, PolygonMask, Record, RleMask, box_problem
 
 __all__ = ["BEZIER_STEPS", "flatten_poly2d", "read_bdd"]
@@ -89,6 +91,8 @@ def _mask(label: dict[str, Any], height: int, width: int) -> tuple[Mask | None, 
             return None, f"'rle' must be an object with string 'counts', got {type_name(rle)}"
         if rle.get("size") != [height, width]:
             return None, f"rle size {rle.get('size')} != image size [{height}, {width}]"
+        if not rle["counts"].isascii():
+            return None, "invalid RLE counts string: it has a non-ASCII character"
         return RleMask(rle["counts"].encode("ascii"), (height, width)), None
     polys = label.get("poly2d")
     if not polys:
@@ -110,21 +114,14 @@ def _mask(label: dict[str, Any], height: int, width: int) -> tuple[Mask | None, 
 
 
 def _box(
-    label: dict[str, Any], mask: Mask | None, height: int, width: int
+    label: dict[str, Any], extent: tuple[float, ...] | None, height: int, width: int
 ) -> tuple[tuple[float, ...] | None, str | None]:
+    """-> (continuous box: box2d, else the extent of the (already checked) mask, None) or (None, problem)."""
     b = label.get("box2d")
     if b is None:
-        if mask is None:
+        if extent is None:
             return None, "label has neither 'box2d' nor a mask"
-        rle = (
-            mask_utils.merge(mask_utils.frPyObjects([r.tolist() for r in mask.rings], height, width))
-            if isinstance(mask, PolygonMask)
-            else {"size": [height, width], "counts": mask.counts}
-        )
-        x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
-        if w == 0 or h == 0:
-            return None, "label has no 'box2d' and an empty mask"
-        return (x, y, x + w, y + h), None
+        return extent, None
     if not isinstance(b, dict) or not all(_num(b.get(k)) for k in ("x1", "y1", "x2", "y2")):
         return None, f"'box2d' must have numeric x1, y1, x2, y2, got {b!r}"
     x1, y1, x2, y2 = (float(b[k]) for k in ("x1", "y1", "x2", "y2"))
@@ -261,11 +258,15 @@ def _parse_label(lab: dict[str, Any], j: int, where: str, width: int, height: in
     if mapped is None:
         raise DataError(f"{where}: unknown category {cat!r}")
     mask, problem = _mask(lab, height, width)
-    box = None
+    box, extent = None, None
+    if problem is None and mask is not None:
+        extent, problem = mask_extent(mask, height, width)
     if problem is None:
-        box, problem = _box(lab, mask, height, width)
+        box, problem = _box(lab, extent, height, width)
     if problem is None:
         problem = box_problem(*box, width, height)  # type: ignore[misc]
+    if problem is None and extent is not None:
+        problem = extent_problem(extent, box)  # type: ignore[arg-type]
     if problem:
         raise DataError(f"{where}: {problem}")
     attrs = lab.get("attributes") or {}

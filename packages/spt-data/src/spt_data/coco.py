@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from .errors import DataError, OnError, as_policy
 from .images import check_image
 from .jsonfile import load_json, type_name
+from .maskcheck import extent_problem, mask_extent
 from .records import Dataset, Mask, PolygonMask, Record, RleMask, box_problem
 
 __all__ = ["parse_segmentation", "read_coco"]
@@ -88,6 +89,8 @@ def parse_segmentation(seg: Any, height: int, width: int) -> tuple[Mask | None, 
             rle = mask_utils.frPyObjects(seg, height, width)
             return RleMask(bytes(rle["counts"]), (height, width)), None
         if isinstance(counts, str | bytes):
+            if isinstance(counts, str) and not counts.isascii():
+                return None, "invalid RLE counts string: it has a non-ASCII character"
             raw = counts.encode("ascii") if isinstance(counts, str) else counts
             return RleMask(raw, (height, width)), None
         return None, f"segmentation RLE 'counts' must be a string or an array, got {type_name(counts)}"
@@ -132,6 +135,9 @@ def _parse_annotation(
     if crowd not in (0, 1) or isinstance(crowd, float):
         return None, f"'iscrowd' must be 0 or 1, got {crowd!r}"
     mask, problem = parse_segmentation(ann.get("segmentation"), h, w)
+    if mask is not None and problem is None:
+        extent, problem = mask_extent(mask, h, w)
+        problem = problem or extent_problem(extent, (x, y, x + bw, y + bh))  # type: ignore[arg-type]
     if problem:
         return None, problem
     ignore = bool(ann.get("ignore", 0))

@@ -2,6 +2,8 @@
 
 The union of the instances is rasterised in the training frame (:mod:`.frame`, rule in
 :mod:`.raster`): an instance counts by its mask when it has one (and ``use_masks``), else by its box.
+Masks go straight from their RLE runs to cells (:func:`instance_rects`, :func:`.raster.rect_cells`),
+never through an ``h x w`` bitmap; :func:`selection_labels_reference` is the per-pixel reference.
 Crowd and ignore instances count too (they cover object pixels). Strides 8/16/32 are the token
 grids of Swin stages 2-4.
 
@@ -28,14 +30,16 @@ import pyarrow.parquet as pq
 from .errors import DataError
 from .frame import Frame, resize_policy
 from .io import atomic_path, read_versioned_parquet
-from .raster import box_cells, cells_reference, mask_cells
+from .raster import box_cells, cells_reference, rect_cells
 from .records import Record
+from .rle import decode_counts, rle_problem, run_rects
 
 __all__ = [
     "SCHEMA_VERSION",
     "STRIDES",
     "LabelTable",
     "hflip_grid",
+    "instance_rects",
     "label_rows",
     "read_labels",
     "selection_labels",
@@ -71,6 +75,32 @@ def union_mask(record: Record, use_masks: bool = True) -> tuple[np.ndarray | Non
     return union, record.boxes[~has]
 
 
+def _record_where(record: Record) -> str:
+    return f"{record.source}: record {record.source_index} (image {record.image_id!r})"
+
+
+def instance_rects(record: Record, use_masks: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """-> (foreground rectangles [Q, 5] ``(c0, r0, c1, r1, k)`` source px of the instance masks,
+    boxes [K', 4] of the instances counted by box). Raises DataError for an invalid RLE."""
+    has = np.array([use_masks and m is not None for m in record.masks], dtype=bool)  # [K]
+    idx = np.flatnonzero(has)
+    h, w = record.height, record.width
+    strings = [record.masks[k].rle_string(h, w) for k in idx]  # type: ignore[union-attr]
+    try:
+        runs, owner = decode_counts(strings)
+    except ValueError as e:
+        raise DataError(f"{_record_where(record)}: invalid RLE counts string: {e}") from e
+    totals = np.bincount(owner, weights=runs, minlength=len(idx))  # [K''] pixels per mask
+    for n in np.flatnonzero((totals != h * w) | (np.bincount(owner, runs < 0, len(idx)) > 0)):
+        one = runs[owner == n]
+        raise DataError(
+            f"{_record_where(record)}: instance {record.ann_ids[idx[n]]}: {rle_problem(one, h, w)}"
+        )
+    rects = run_rects(runs, owner, h)
+    rects[:, 4] = idx[rects[:, 4]]
+    return rects, record.boxes[~has]
+
+
 def _frame_boxes(boxes: np.ndarray, record: Record, frame: Frame) -> np.ndarray:
     sx, sy = frame.out_w / record.width, frame.out_h / record.height
     return boxes * np.array([sx, sy, sx, sy])  # [K, 4]
@@ -80,13 +110,13 @@ def selection_labels(
     record: Record, frame: Frame, strides: Sequence[int] = STRIDES, use_masks: bool = True
 ) -> dict[int, np.ndarray]:
     """-> {stride: [ceil(padded_h / s), ceil(padded_w / s)] bool}, True where the cell holds an object pixel."""
-    union, boxes = union_mask(record, use_masks)
+    rects, boxes = instance_rects(record, use_masks)
     fboxes = _frame_boxes(boxes, record, frame)
     out = {}
     for s in strides:
         grid = box_cells(fboxes, frame, s)
-        if union is not None:
-            grid |= mask_cells(union, frame, s)
+        if len(rects):
+            grid |= rect_cells(rects, (record.width, record.height), frame, s)
         out[s] = grid
     return out
 

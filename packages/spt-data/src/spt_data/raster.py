@@ -9,17 +9,22 @@ Only pixels inside the resized image exist: padding cells are always negative. T
 ``ceil(padded_h / stride) x ceil(padded_w / stride)``.
 
 Fast paths: :func:`box_cells` (integer ranges + a 2-D difference array, O(K + cells)) and
-:func:`mask_cells` (separable cumulative sums, O(h*w)). :func:`cells_reference` is the slow per-pixel
-reference with the same meaning; tests hold them together.
+:func:`rect_cells` (source-pixel rectangles, e.g. the runs of an RLE, through per-axis lookup tables
+source index -> touched cells, then the same difference array: O(rectangles + cells), no bitmap).
+:func:`mask_cells` (a full-resolution bitmap, separable cumulative sums, O(h*w)) is the previous
+fast path, kept as a second reference; :func:`cells_reference` is the slow per-pixel reference with
+the same meaning. Tests hold all of them together.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
 from .frame import Frame
 
-__all__ = ["EPS", "box_cells", "cells_reference", "grid_shape", "mask_cells"]
+__all__ = ["EPS", "box_cells", "cells_reference", "grid_shape", "mask_cells", "rect_cells"]
 
 EPS = 1e-6  # px: overlaps thinner than this (floating-point slivers) do not count
 
@@ -47,12 +52,49 @@ def box_cells(boxes: np.ndarray, frame: Frame, stride: int) -> np.ndarray:
     x0, x1, y0, y1 = x0[keep], x1[keep], y0[keep], y1[keep]
     c0, c1 = x0 // stride, (x1 - 1) // stride + 1  # cell columns [c0, c1)
     r0, r1 = y0 // stride, (y1 - 1) // stride + 1
+    return _paint(r0, r1, c0, c1, gh, gw)
+
+
+def _paint(r0: np.ndarray, r1: np.ndarray, c0: np.ndarray, c1: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Cell rectangles rows [r0, r1) x columns [c0, c1) ([K] each) -> their union [gh, gw] bool."""
+    if len(r0) == 0:
+        return np.zeros((gh, gw), bool)
     # 2-D difference array: +1 at (r0, c0) and (r1, c1), -1 at (r0, c1) and (r1, c0)
     w1 = gw + 1
     idx = np.concatenate([r0 * w1 + c0, r1 * w1 + c1, r0 * w1 + c1, r1 * w1 + c0])
     wts = np.concatenate([np.ones(2 * len(r0)), -np.ones(2 * len(r0))])
     diff = np.bincount(idx, weights=wts, minlength=(gh + 1) * w1).reshape(gh + 1, w1)
     return diff.cumsum(0).cumsum(1)[:gh, :gw] > 0.5
+
+
+@lru_cache(maxsize=64)
+def _touched_cells(n_src: int, limit: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (g0, g1) [n_src] each: source index c (of n_src, scaled onto ``limit`` frame px) touches
+    cells [g0[c], g1[c]) at ``stride``. Both non-decreasing in c. Cached: read-only arrays."""
+    scale = limit / n_src
+    c = np.arange(n_src, dtype=np.float64)
+    p0, p1 = _pixel_ranges(c * scale, (c + 1) * scale, limit)  # frame pixels covered by source index c
+    assert (p1 > p0).all(), f"scale {scale} too small: a source pixel covers no frame pixel"
+    g0, g1 = p0 // stride, (p1 - 1) // stride + 1
+    g0.flags.writeable = g1.flags.writeable = False
+    return g0, g1
+
+
+def rect_cells(rects: np.ndarray, src_size: tuple[int, int], frame: Frame, stride: int) -> np.ndarray:
+    """rects [Q, >=4] ``(c0, r0, c1, r1, ...)`` source px, ends exclusive, of an image of
+    ``src_size`` (width, height) -> cells [gh, gw] bool of the frame holding a pixel of any of them.
+
+    Same result as :func:`mask_cells` of the union bitmap: the cells a source pixel touches form a
+    range that is non-decreasing in its index on each axis, so a rectangle of source pixels touches
+    exactly the cell rectangle from its first pixel's first cell to its last pixel's last cell.
+    """
+    gh, gw = grid_shape(frame, stride)
+    rects = rects[(rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])]
+    gx0, gx1 = _touched_cells(src_size[0], frame.out_w, stride)
+    gy0, gy1 = _touched_cells(src_size[1], frame.out_h, stride)
+    c0, c1 = gx0[rects[:, 0]], gx1[rects[:, 2] - 1]
+    r0, r1 = gy0[rects[:, 1]], gy1[rects[:, 3] - 1]
+    return _paint(r0, r1, c0, c1, gh, gw)
 
 
 def _reduce_axis(

@@ -52,10 +52,17 @@ class PolygonMask:
 
     rings: tuple[np.ndarray, ...]
 
+    def rle(self, height: int, width: int) -> dict:
+        """-> pycocotools compressed RLE of the union of the rings (COCO's own polygon semantics)."""
+        return mask_utils.merge(mask_utils.frPyObjects([r.tolist() for r in self.rings], height, width))
+
+    def rle_string(self, height: int, width: int) -> bytes:
+        """-> compressed RLE counts of the rasterised polygon (see :meth:`rle`)."""
+        return bytes(self.rle(height, width)["counts"])
+
     def decode(self, height: int, width: int) -> np.ndarray:
         """-> [height, width] bool, rasterised by pycocotools (COCO's own polygon semantics)."""
-        rles = mask_utils.frPyObjects([r.tolist() for r in self.rings], height, width)
-        return _decode(mask_utils.merge(rles))
+        return _decode(self.rle(height, width))
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,11 +72,15 @@ class RleMask:
     counts: bytes
     size: tuple[int, int]
 
-    def decode(self, height: int, width: int) -> np.ndarray:
-        """-> [height, width] bool. The RLE size must equal the image size (readers check this)."""
+    def rle_string(self, height: int, width: int) -> bytes:
+        """-> the compressed counts. The RLE size must equal the image size (readers check this)."""
         if tuple(self.size) != (height, width):
             raise ValueError(f"RLE size {list(self.size)} != image size [{height}, {width}]")
-        return _decode({"size": list(self.size), "counts": self.counts})
+        return self.counts
+
+    def decode(self, height: int, width: int) -> np.ndarray:
+        """-> [height, width] bool. The RLE size must equal the image size (readers check this)."""
+        return _decode({"size": list(self.size), "counts": self.rle_string(height, width)})
 
 
 Mask: TypeAlias = PolygonMask | RleMask

@@ -6,7 +6,9 @@ length K): ``boxes`` (flat, 4K float64 xyxy px), ``category_ids`` int64, ``categ
 instance has no polygon mask) and ``rle`` (COCO compressed counts, null when no RLE mask);
 ``source`` string, ``source_index`` int64, ``extra`` (JSON object of strings). File metadata:
 ``spt_data.kind = records``, ``spt_data.schema_version`` (:data:`SCHEMA_VERSION`),
-``spt_data.format`` (coco, bdd, voc) and ``spt_data.categories`` (JSON ``{id: name}``).
+``spt_data.format`` (coco, bdd, voc) and ``spt_data.categories`` (JSON ``{id: name}``). Reading
+checks every RLE again (a file written by an older version or by hand never reaches the labels
+with a mask that pycocotools cannot decode or that covers the wrong number of pixels).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 
 from .errors import DataError
 from .io import atomic_path, read_versioned_parquet
+from .maskcheck import rle_string_problem
 from .records import Dataset, PolygonMask, Record, RleMask
 
 __all__ = ["SCHEMA_VERSION", "read_records", "write_records"]
@@ -94,12 +97,15 @@ def _record(row: dict[str, Any], path: Path, n: int) -> Record:
     if len(row["boxes"]) != 4 * k or any(len(row[c]) != k for c in lists):
         raise DataError(f"{where}: per-instance columns disagree on the instance count {k}")
     masks: list[PolygonMask | RleMask | None] = []
-    for poly, rle in zip(row["polygons"], row["rle"]):
+    for i, (poly, rle) in enumerate(zip(row["polygons"], row["rle"])):
         if poly is not None and rle is not None:
             raise DataError(f"{where}: an instance has both a polygon and an RLE mask")
         if poly is not None:
             masks.append(PolygonMask(tuple(np.asarray(ring, dtype=np.float64) for ring in poly)))
         elif rle is not None:
+            problem = rle_string_problem(rle, row["height"], row["width"])
+            if problem:
+                raise DataError(f"{where}: instance {i} (annotation {row['ann_ids'][i]}): {problem}")
             masks.append(RleMask(rle, (row["height"], row["width"])))
         else:
             masks.append(None)

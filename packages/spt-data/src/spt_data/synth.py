@@ -30,7 +30,7 @@ from .io import atomic_write_bytes, atomic_write_json
 from .records import Record, rle_from_bitmap
 from .scene import render_scene, sample_layout
 
-__all__ = ["DEFAULT_SIZE", "generate", "layout_records", "render_image"]
+__all__ = ["DEFAULT_SIZE", "generate", "layout_records", "render_image", "scene_records"]
 
 _log = logging.getLogger(__name__)
 
@@ -181,6 +181,34 @@ def layout_records(num_images: int, seed: int = 0, size: tuple[int, int] = (1280
                 category_ids=[BDD_CLASSES.index(n) + 1 for n in names],
                 category_names=names,
                 source="synth.layout_records",
+                source_index=i,
+            )
+        )
+    return records
+
+
+def scene_records(num_images: int, seed: int = 0, size: tuple[int, int] = (1280, 720)) -> list[Record]:
+    """In-memory records of rendered synthetic scenes with their visible masks as RLE (the labels
+    ``generate`` writes, without the files): for benchmarks and tests. Box = the mask's extent."""
+    width, height = size
+    records = []
+    for i in range(num_images):
+        _, objs = render_scene(_rng(seed, "scene", i), width, height)
+        boxes = []
+        for _, mask, _, _ in objs:
+            ys, xs = np.nonzero(mask)
+            boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+        records.append(
+            Record.build(
+                image_id=f"scene_{i:06d}",
+                image_path="",
+                width=width,
+                height=height,
+                boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                category_ids=[BDD_CLASSES.index(o[0]) + 1 for o in objs],
+                category_names=[o[0] for o in objs],
+                masks=[rle_from_bitmap(o[1]) for o in objs],
+                source="synth.scene_records",
                 source_index=i,
             )
         )

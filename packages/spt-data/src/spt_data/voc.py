@@ -27,6 +27,7 @@ from PIL import Image
 from .categories import VOC_CLASSES, voc_category
 from .errors import DataError, OnError, as_policy
 from .images import check_image
+from .maskcheck import bitmap_extent, extent_problem
 from .records import Dataset, Record, box_problem, rle_from_bitmap
 
 __all__ = ["read_voc"]
@@ -242,5 +243,8 @@ def _attach_masks(
                     f"{where}: SegmentationObject instance {v} is class {_png_class(c, class_names, where)[1]!r} "
                     f"in SegmentationClass but object {v - 1} is {out[v - 1][2]!r}"
                 )
+        problem = extent_problem(bitmap_extent(m), out[v - 1][0])  # type: ignore[arg-type]
+        if problem:
+            raise DataError(f"{where}: SegmentationObject instance {v} (object {v - 1}): {problem}")
         out[v - 1][5] = rle_from_bitmap(m)
     return [tuple(r) for r in out]
