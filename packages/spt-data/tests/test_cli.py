@@ -172,8 +172,8 @@ def test_convert_on_error(tmp_path, write_jpeg, write_json, caplog, capsys):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="spt_data"):
         assert main([*args, "--on-error", "skip"]) == 0
-    assert "1 records, 1 skipped" in capsys.readouterr().out
+    assert "1 records, 1 image skipped" in capsys.readouterr().out
     assert [r.image_id for r in read_records(out).records] == ["1"]
     messages = [r.getMessage() for r in caplog.records]
-    assert any("skipped record" in m and "b.jpg" in m for m in messages)
-    assert any("skipped 1 bad records" in m for m in messages)
+    assert any(m.startswith("skipped image: ") and "b.jpg" in m for m in messages)
+    assert "1 image skipped (each logged above)" in messages

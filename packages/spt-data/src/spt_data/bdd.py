@@ -18,7 +18,8 @@ and optionally ``poly2d`` and ``rle``. Conventions (those of the Scalabel/BDD100
 
 Images are ``image_root/videoName/name`` when that file exists (BDD tracking layout), else
 ``image_root/name``. Frames carry no size: it is read from the image header, so ``check_images="none"``
-needs ``image_size``. Duplicate frame names make every frame with that name a bad record.
+needs ``image_size`` (width, height) for every frame (label files without their images, such as
+evaluation ground truth); when images are checked too, each must have that size. Duplicate frame names make every frame with that name a bad record.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def read_bdd(
                 policy(
                     DataError(
                         f"{path}: frame {i}: must be an object with a non-empty string 'name', got {fr!r:.80}"
-                    )
+                    ),
+                    "frame",
                 )
                 continue
             frames.append((path, i, fr))
@@ -177,7 +179,7 @@ def read_bdd(
                 raise DataError(f"{where}: duplicate frame name ({names[fr['name']]} frames in the input)")
             records.append(_build_record(path, i, fr, root, where, check_images, image_size, non_object))
         except DataError as err:
-            policy(err)
+            policy(err, "frame")
     for path, n in non_object.items():
         _log.info("%s: left out %d non-object labels (%s)", path, n, ", ".join(sorted(BDD_NON_OBJECT)))
     n_skipped = policy.count - skipped0
@@ -196,9 +198,12 @@ def _label_files(label_files: str | Path | Sequence[str | Path]) -> list[Path]:
     items = [label_files] if isinstance(label_files, str | Path) else list(label_files)
     files: list[Path] = []
     for item in map(Path, items):
-        files.extend(sorted(item.glob("*.json")) if item.is_dir() else [item])
+        found = sorted(item.glob("*.json")) if item.is_dir() else [item]
+        if not found:
+            raise DataError(f"{item}: no *.json label files in this folder")
+        files.extend(found)
     if not files:
-        raise DataError(f"{label_files}: no label files found")
+        raise DataError("no label files given")
     return files
 
 
@@ -224,6 +229,10 @@ def _build_record(
 ) -> Record:
     image_path = _image_path(root, fr, check_images)
     size = check_image(image_path, where, mode=check_images)
+    if size is not None and image_size is not None and tuple(size) != tuple(image_size):
+        raise DataError(
+            f"{where}: image {image_path} is {size[0]}x{size[1]} but image_size is {image_size[0]}x{image_size[1]}"
+        )
     width, height = size if size is not None else image_size  # type: ignore[misc]
     labels = fr.get("labels") or []
     if not isinstance(labels, list):
@@ -234,7 +243,7 @@ def _build_record(
         if not isinstance(lab, dict):
             raise DataError(f"{lwhere}: must be an object, got {type_name(lab)}")
         cat = lab.get("category")
-        if isinstance(cat, str) and cat in BDD_NON_OBJECT:
+        if isinstance(cat, str) and cat.strip().lower() in BDD_NON_OBJECT:
             non_object[path] += 1
             continue
         rows.append(_parse_label(lab, j, f"{lwhere} (id {lab.get('id')})", width, height))

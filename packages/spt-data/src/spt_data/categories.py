@@ -3,7 +3,8 @@
 BDD mappings follow the BDD100K toolkit's ``configs/det.toml`` / ``box_track.toml``:
 ``name_mapping`` renames (person -> pedestrian, bike -> bicycle, motor -> motorcycle, caravan/van ->
 car) and ``ignore_mapping`` maps to a class **and** sets the ignore flag (other person -> pedestrian,
-other vehicle -> car, trailer -> truck). The old ``bdd100k_labels_images_*.json`` files also hold
+other vehicle -> car, trailer -> truck). One rule for every format: category names are matched
+case-insensitively, surrounding spaces ignored (``"Car "`` is ``car``). The old ``bdd100k_labels_images_*.json`` files also hold
 ``drivable area`` and ``lane`` polygons: they are not objects; readers skip them and log the count.
 """
 
@@ -82,9 +83,10 @@ VOC_ALIASES: dict[str, str] = {
 
 
 def bdd_category(name: str) -> tuple[int, str, bool] | None:
-    """BDD label category -> (id 1..10, class name, ignore flag); None if unknown."""
-    ignore = name in BDD_IGNORE_MAPPING
-    canon = BDD_IGNORE_MAPPING.get(name) or BDD_NAME_MAPPING.get(name, name)
+    """BDD label category (case and surrounding space ignored) -> (id 1..10, class name, ignore flag); None if unknown."""
+    key = name.strip().lower()
+    ignore = key in BDD_IGNORE_MAPPING
+    canon = BDD_IGNORE_MAPPING.get(key) or BDD_NAME_MAPPING.get(key, key)
     if canon not in BDD_CLASSES:
         return None
     return BDD_CLASSES.index(canon) + 1, canon, ignore

@@ -1,7 +1,9 @@
 """``spt-data``: synth, convert, labels, subset, stats. A thin layer over the library.
 
-Every output is written atomically. ``convert --on-error skip`` logs each bad record, counts them and
-reports the count at the end; ``raise`` (default) stops at the first with exit code 2 and the message.
+Every output is written atomically, and every argument and output path is checked before the work
+starts (:mod:`.cliargs`). Exit codes: 0 success, 2 usage or data error (one line naming the argument,
+or the file, record and value), 1 I/O error. ``convert --on-error skip`` logs each bad record and
+reports the counts (images, annotations) at the end; ``raise`` (default) stops at the first.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from . import cliargs as ca
 from . import synth
 from .bdd import read_bdd
 from .coco import read_coco
@@ -33,65 +36,119 @@ __all__ = ["main"]
 
 _log = logging.getLogger("spt_data.cli")
 T = TypeVar("T")
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 320x192, got {text!r}") from None
-    return w, h
+def _sub(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, formatter_class=FORMATTER)
+    p.set_defaults(subparser=p)  # for usage errors that involve several arguments
+    return p
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spt-data", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="spt-data", description=__doc__.splitlines()[0], formatter_class=FORMATTER
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("synth", help="write synthetic street scenes (JPEG + BDD json + COCO json)")
-    s.add_argument("--out", required=True, type=Path, help="output folder")
-    s.add_argument("--num-images", type=int, default=200)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--split", default="train")
-    s.add_argument("--size", type=_size, default=synth.DEFAULT_SIZE, help="WIDTHxHEIGHT (default 320x192)")
+    s = _sub(sub, "synth", "write synthetic street scenes (JPEG + BDD json + COCO json)")
+    s.add_argument("--out", required=True, type=ca.output_dir, help="output folder")
+    s.add_argument("--num-images", type=ca.positive_int, default=200, help="images to write")
+    s.add_argument("--seed", type=ca.nonneg_int, default=0, help="random seed (same seed, same bytes)")
+    s.add_argument("--split", type=ca.split_name, default="train", help="split name (file names)")
+    s.add_argument("--size", type=ca.synth_size, default=synth.DEFAULT_SIZE, help="WIDTHxHEIGHT, both >= 32")
+    s.add_argument("--overwrite", action="store_true", help="replace the split if --out already holds it")
 
-    c = sub.add_parser("convert", help="raw dataset -> records Parquet")
-    c.add_argument("--format", required=True, choices=("coco", "bdd", "voc"))
+    c = _sub(sub, "convert", "raw dataset -> records Parquet")
+    c.add_argument("--format", required=True, choices=("coco", "bdd", "voc"), help="annotation format")
     c.add_argument(
         "--ann", nargs="+", type=Path, help="coco: instances json; bdd: frame-list json file(s) or folder"
     )
     c.add_argument("--images", type=Path, help="coco/bdd: image folder")
     c.add_argument("--root", type=Path, help="voc: the folder holding Annotations/ and JPEGImages/")
     c.add_argument("--split", default="trainval", help="voc: ImageSets/Main/<split>.txt ('all': every xml)")
-    c.add_argument("--voc-instances", default="xml", choices=("xml", "segmentation"))
-    c.add_argument("--check-images", default="header", choices=CHECK_MODES)
-    c.add_argument("--on-error", default="raise", choices=OnError.MODES)
-    c.add_argument("--out", required=True, type=Path, help="records .parquet")
-
-    lab = sub.add_parser("labels", help="records -> multi-scale selection labels Parquet")
-    lab.add_argument("--records", required=True, type=Path)
-    lab.add_argument("--out", required=True, type=Path)
-    lab.add_argument("--strides", type=int, nargs="+", default=list(STRIDES))
-    lab.add_argument("--short", type=int, default=800, help="short side of the training frame (0: no resize)")
-    lab.add_argument(
-        "--long", type=int, default=1333, help="max long side of the training frame (0: no limit)"
+    c.add_argument(
+        "--voc-instances", default="xml", choices=("xml", "segmentation"), help="voc: instances from"
     )
-    lab.add_argument("--pad-to", type=int, default=32)
+    c.add_argument(
+        "--image-size",
+        type=ca.image_size,
+        help="bdd: WIDTHxHEIGHT of every frame (needed with --check-images none)",
+    )
+    c.add_argument("--check-images", default="header", choices=CHECK_MODES, help="image file check (README)")
+    c.add_argument(
+        "--on-error", default="raise", choices=OnError.MODES, help="bad record: stop, or log and skip"
+    )
+    c.add_argument(
+        "--out", required=True, type=ca.output_file(".parquet", what="records Parquet"), help="records file"
+    )
+
+    lab = _sub(sub, "labels", "records -> multi-scale selection labels Parquet")
+    lab.add_argument("--records", required=True, type=ca.existing_file, help="records .parquet")
+    lab.add_argument(
+        "--out", required=True, type=ca.output_file(".parquet", what="labels Parquet"), help="labels file"
+    )
+    lab.add_argument(
+        "--strides", type=ca.positive_int, nargs="+", default=list(STRIDES), help="token strides (px)"
+    )
+    lab.add_argument(
+        "--short", type=ca.nonneg_int, default=800, help="short side of the training frame (0: no resize)"
+    )
+    lab.add_argument(
+        "--long", type=ca.nonneg_int, default=1333, help="max long side of the training frame (0: no limit)"
+    )
+    lab.add_argument("--pad-to", type=ca.positive_int, default=32, help="pad the frame to a multiple of this")
     lab.add_argument("--boxes-only", action="store_true", help="ignore instance masks, use boxes")
 
-    sb = sub.add_parser("subset", help="records -> object-to-pixel ratio manifest (BDD-S / VOC-S)")
-    sb.add_argument("--records", required=True, type=Path)
-    sb.add_argument("--out", required=True, type=Path, help=".csv or .parquet")
-    sb.add_argument("--max-ratio", type=float, default=SMALL_OBJECT_RATIO)
-    sb.add_argument("--boxes-only", action="store_true")
+    sb = _sub(sub, "subset", "records -> object-to-pixel ratio manifest (BDD-S / VOC-S)")
+    sb.add_argument("--records", required=True, type=ca.existing_file, help="records .parquet")
+    sb.add_argument(
+        "--out", required=True, type=ca.output_file(".csv", ".parquet", what="manifest"), help="manifest"
+    )
+    sb.add_argument(
+        "--max-ratio", type=ca.ratio, default=SMALL_OBJECT_RATIO, help="keep images with ratio < this"
+    )
+    sb.add_argument("--boxes-only", action="store_true", help="ignore instance masks, use boxes")
 
-    st = sub.add_parser("stats", help="summaries of records, labels and a manifest")
-    st.add_argument("--records", type=Path)
-    st.add_argument("--labels", type=Path)
-    st.add_argument("--manifest", type=Path)
-    st.add_argument("--out", type=Path, help="also write the stats as JSON")
+    st = _sub(sub, "stats", "summaries of records, labels and a manifest")
+    st.add_argument("--records", type=ca.existing_file, help="records .parquet")
+    st.add_argument("--labels", type=ca.existing_file, help="labels .parquet")
+    st.add_argument("--manifest", type=ca.existing_file, help="manifest .csv or .parquet")
+    st.add_argument("--out", type=ca.output_file(".json", what="JSON"), help="also write the stats as JSON")
     return p
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """Problems that involve several arguments (argparse checks each one alone); None if fine."""
+    if args.command == "convert":
+        if args.format == "voc":
+            if args.root is None:
+                return "convert --format voc needs --root"
+            if args.ann or args.images:
+                return "convert --format voc takes --root, not --ann or --images"
+        elif not args.ann or args.images is None:
+            return f"convert --format {args.format} needs --ann and --images"
+        elif args.format == "coco" and len(args.ann) != 1:
+            return "convert --format coco takes one --ann file"
+        if args.format == "bdd" and args.check_images == "none" and args.image_size is None:
+            return (
+                "convert --format bdd --check-images none needs --image-size WxH (BDD frames carry no size)"
+            )
+        if args.image_size is not None and args.format != "bdd":
+            return "--image-size is for --format bdd only (COCO and VOC files give each image's size)"
+    if args.command == "labels":
+        dup = sorted({s for s in args.strides if args.strides.count(s) > 1})
+        if dup:
+            return f"argument --strides: each stride once, got {' '.join(map(str, args.strides))}"
+    if args.command == "stats" and not (args.records or args.labels or args.manifest):
+        return "stats needs at least one of --records, --labels, --manifest"
+    if args.command == "synth" and not args.overwrite:
+        held = synth.existing_split(args.out, args.split)
+        if held:
+            return f"--out {args.out} already holds split {args.split!r} ({held[0]}); pass --overwrite to replace it"
+    return None
 
 
 class _Bars:
@@ -106,34 +163,41 @@ class _Bars:
 
 def _synth(args: argparse.Namespace, bars: _Bars) -> int:
     paths = synth.generate(
-        args.out, args.num_images, args.seed, args.split, args.size, progress=lambda it: bars(it, "synth")
+        args.out,
+        args.num_images,
+        args.seed,
+        args.split,
+        args.size,
+        progress=lambda it: bars(it, "synth"),
+        overwrite=args.overwrite,
     )
     print(f"wrote {args.num_images} images to {paths['images']}, labels {paths['bdd']} and {paths['coco']}")
     return 0
 
 
+def _read(args: argparse.Namespace, bars: _Bars, policy: OnError) -> Dataset:
+    kw = {"progress": lambda it: bars(it, "convert"), "on_error": policy, "check_images": args.check_images}
+    if args.format == "voc":
+        split = None if args.split == "all" else args.split
+        return read_voc(args.root, split=split, instances=args.voc_instances, **kw)
+    if args.format == "coco":
+        return read_coco(args.ann[0], args.images, **kw)
+    return read_bdd(args.ann, args.images, image_size=args.image_size, **kw)
+
+
+def _warn_if_empty(n: int, path: Path) -> None:
+    if n == 0:
+        _log.warning("%s holds no image: the input gave 0 records", path)
+
+
 def _convert(args: argparse.Namespace, bars: _Bars) -> int:
     policy = OnError(args.on_error)
-    prog = {"progress": lambda it: bars(it, "convert"), "on_error": policy, "check_images": args.check_images}
-    if args.format == "voc":
-        if args.root is None:
-            raise SystemExit("convert --format voc needs --root")
-        ds: Dataset = read_voc(
-            args.root, split=None if args.split == "all" else args.split, instances=args.voc_instances, **prog
-        )
-    else:
-        if not args.ann or args.images is None:
-            raise SystemExit(f"convert --format {args.format} needs --ann and --images")
-        if args.format == "coco":
-            if len(args.ann) != 1:
-                raise SystemExit("convert --format coco takes one --ann file")
-            ds = read_coco(args.ann[0], args.images, **prog)
-        else:
-            ds = read_bdd(args.ann, args.images, **prog)
+    ds = _read(args, bars, policy)
     write_records(args.out, ds)
-    print(f"wrote {args.out}: {len(ds.records)} records, {policy.count} skipped")
+    print(f"wrote {args.out}: {len(ds.records)} records, {policy.summary()}")
     if policy.count:
-        _log.warning("skipped %d bad records (each logged above)", policy.count)
+        _log.warning("%s (each logged above)", policy.summary())
+    _warn_if_empty(len(ds.records), args.out)
     return 0
 
 
@@ -156,6 +220,7 @@ def _labels(args: argparse.Namespace, bars: _Bars) -> int:
     )
     n = write_labels(args.out, rows, {**params, "records": str(args.records)})
     print(f"wrote {args.out}: {n} grids ({len(ds.records)} images x {len(args.strides)} strides)")
+    _warn_if_empty(len(ds.records), args.out)
     return 0
 
 
@@ -170,12 +235,11 @@ def _subset(args: argparse.Namespace, bars: _Bars) -> int:
     write_manifest(args.out, rows, {"max_ratio": args.max_ratio, "use_masks": not args.boxes_only})
     kept = sum(r["in_subset"] for r in rows)
     print(f"wrote {args.out}: {kept} of {len(rows)} images with object-to-pixel ratio < {args.max_ratio}")
+    _warn_if_empty(len(rows), args.out)
     return 0
 
 
 def _stats(args: argparse.Namespace, bars: _Bars) -> int:
-    if not (args.records or args.labels or args.manifest):
-        raise SystemExit("stats needs at least one of --records, --labels, --manifest")
     out: dict[str, Any] = {}
     if args.records:
         out["records"] = record_stats(read_records(args.records).records)
@@ -193,8 +257,12 @@ COMMANDS = {"synth": _synth, "convert": _convert, "labels": _labels, "subset": _
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``spt-data``; -> exit code (0 ok, 2 bad data)."""
-    args = _parser().parse_args(argv)
+    """Entry point of ``spt-data``; -> exit code: 0 ok, 2 usage or data error, 1 I/O error."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    problem = _usage_problem(args)
+    if problem:
+        args.subparser.error(problem)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("spt_data").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
@@ -202,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         _log.error("%s", err)
         return 2
+    except OSError as err:
+        _log.error("%s", err)
+        return 1
 
 
 if __name__ == "__main__":

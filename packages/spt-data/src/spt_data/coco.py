@@ -184,14 +184,19 @@ def _group_annotations(
     anns: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for a, ann in enumerate(entries):
         if not isinstance(ann, dict):
-            policy(DataError(f"{path}: annotation {a}: must be an object, got {type_name(ann)}"))
+            policy(
+                DataError(f"{path}: annotation {a}: must be an object, got {type_name(ann)}"), "annotation"
+            )
             continue
         iid = ann.get("image_id")
         if _is_int(iid) and iid in bad_ids:
             continue  # part of an image record already reported as bad
         if not _is_int(iid) or iid not in images:
             policy(
-                DataError(f"{path}: annotation {a} (id {ann.get('id')}): image_id {iid!r} is not in 'images'")
+                DataError(
+                    f"{path}: annotation {a} (id {ann.get('id')}): image_id {iid!r} is not in 'images'"
+                ),
+                "annotation",
             )
             continue
         anns[iid].append((a, ann))

@@ -7,6 +7,7 @@ Every message names the file, the record and the bad value, e.g.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 __all__ = ["DataError", "OnError", "as_policy"]
 
@@ -21,7 +22,9 @@ class OnError:
     """What a reader does with a bad record: ``raise`` (default) or ``skip``.
 
     ``skip`` logs a warning for each skipped record (the full :class:`DataError` message), counts it
-    and keeps the messages in :attr:`skipped`. Errors that make a whole file unreadable (invalid JSON,
+    by what it is (``image``, ``frame``, ``annotation``: :attr:`counts`) and keeps the messages in
+    :attr:`skipped`. A skipped ``annotation`` is one that belongs to no valid image (its ``image_id``
+    is unknown): its object is in no record, which the log line says. Errors that make a whole file unreadable (invalid JSON,
     wrong top-level type, wrong schema version) are raised in both modes: no record can be counted.
     """
 
@@ -32,6 +35,7 @@ class OnError:
             raise ValueError(f"on_error must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
         self.skipped: list[str] = []
+        self.counts: Counter[str] = Counter()
         self._log = logger or _log
 
     @property
@@ -39,12 +43,21 @@ class OnError:
         """Number of records skipped so far."""
         return len(self.skipped)
 
-    def __call__(self, err: DataError) -> None:
-        """Raise ``err`` (mode raise) or log and count it (mode skip)."""
+    def __call__(self, err: DataError, what: str = "image") -> None:
+        """Raise ``err`` (mode raise) or log and count it as one skipped ``what`` (mode skip)."""
         if self.mode == "raise":
             raise err
         self.skipped.append(str(err))
-        self._log.warning("skipped record: %s", err)
+        self.counts[what] += 1
+        note = " (its object is left out of every record)" if what == "annotation" else ""
+        self._log.warning("skipped %s: %s%s", what, err, note)
+
+    def summary(self) -> str:
+        """-> e.g. ``"2 images, 14 annotations skipped"`` or ``"0 skipped"``."""
+        if not self.counts:
+            return "0 skipped"
+        parts = [f"{n} {what}{'s' if n != 1 else ''}" for what, n in sorted(self.counts.items())]
+        return ", ".join(parts) + " skipped"
 
     def __repr__(self) -> str:
         return f"OnError(mode={self.mode!r}, skipped={self.count})"

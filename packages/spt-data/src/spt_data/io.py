@@ -72,6 +72,8 @@ def read_versioned_parquet(
     """Read a Parquet file this package wrote and check its ``spt_data.kind``, its
     ``spt_data.schema_version`` and its columns -> (table, metadata); ``what`` names the kind in
     errors ("records", "selection-label"). Raises :class:`DataError` naming the file."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: file not found" if not Path(path).exists() else f"{path}: not a file")
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as e:

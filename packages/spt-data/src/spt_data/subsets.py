@@ -29,6 +29,7 @@ from .records import Record
 __all__ = ["SMALL_OBJECT_RATIO", "object_ratio", "read_manifest", "subset_manifest", "write_manifest"]
 
 SMALL_OBJECT_RATIO = 0.25
+KIND = "subset_manifest"
 COLUMNS = ("image_id", "image_path", "width", "height", "num_instances", "ratio", "in_subset")
 
 
@@ -64,9 +65,11 @@ def subset_manifest(
 
 
 def write_manifest(path: str | Path, rows: list[dict[str, Any]], params: dict[str, Any]) -> None:
-    """Write manifest rows atomically as CSV (``.csv``) or Parquet (anything else); params in Parquet metadata."""
+    """Write manifest rows atomically as CSV (``.csv``) or Parquet (``.parquet``); params in Parquet metadata."""
     path = Path(path)
-    if path.suffix == ".csv":
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise ValueError(f"manifest path must end in .csv or .parquet, got {str(path)!r}")
+    if path.suffix.lower() == ".csv":
         buf = _io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -87,7 +90,7 @@ def write_manifest(path: str | Path, rows: list[dict[str, Any]], params: dict[st
                 ("in_subset", pa.bool_()),
             ],
             metadata={
-                "spt_data.kind": "subset_manifest",
+                "spt_data.kind": KIND,
                 "spt_data.params": json.dumps(params, sort_keys=True),
             },
         ),
@@ -99,7 +102,7 @@ def write_manifest(path: str | Path, rows: list[dict[str, Any]], params: dict[st
 def read_manifest(path: str | Path) -> list[dict[str, Any]]:
     """Read a manifest written by :func:`write_manifest` back into rows."""
     path = Path(path)
-    if path.suffix == ".csv":
+    if path.suffix.lower() == ".csv":
         try:
             with path.open(newline="", encoding="utf-8") as f:
                 rows = list(csv.DictReader(f))
@@ -124,6 +127,13 @@ def read_manifest(path: str | Path) -> list[dict[str, Any]]:
                 raise DataError(f"{path}: row {n} (image {row.get('image_id')!r}): {e}") from e
         return out
     try:
-        return pq.read_table(path).to_pylist()
+        table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as e:
         raise DataError(f"{path}: cannot read manifest: {e}") from e
+    kind = (table.schema.metadata or {}).get(b"spt_data.kind", b"").decode() or None
+    if kind != KIND:
+        raise DataError(f"{path}: not a subset manifest (spt_data.kind={kind!r}, expected {KIND!r})")
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: manifest lacks columns {missing}")
+    return table.to_pylist()

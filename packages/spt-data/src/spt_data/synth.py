@@ -7,6 +7,11 @@
     out/annotations/instances_train.json             COCO instances (bbox + compressed RLE)
     out/synth_train.json                             generation parameters
 
+A split is written into a temporary folder inside ``out`` and moved into place when complete: old
+label files first removed, then the old images, then the new images moved in, the label files
+last. An interrupted run leaves the old split, or images without label files, never label files
+beside images they do not describe. A split that exists is replaced only with ``overwrite=True``.
+
 Image ``i`` of a split is a function of ``(seed, split, i)`` only (``SeedSequence([seed, crc32(split),
 i])``), so the same seed gives byte-identical files, a different seed different ones, and train/val
 splits made with one seed differ. Boxes are the extents of the visible masks; in the BDD file they
@@ -17,6 +22,9 @@ from __future__ import annotations
 
 import io as _io
 import logging
+import os
+import shutil
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,11 +34,11 @@ import numpy as np
 from PIL import Image
 
 from .categories import BDD_CLASSES
-from .io import atomic_write_bytes, atomic_write_json
+from .io import atomic_write_json
 from .records import Record, rle_from_bitmap
 from .scene import render_scene, sample_layout
 
-__all__ = ["DEFAULT_SIZE", "generate", "layout_records", "render_image", "scene_records"]
+__all__ = ["DEFAULT_SIZE", "existing_split", "generate", "layout_records", "render_image", "scene_records"]
 
 _log = logging.getLogger(__name__)
 
@@ -105,6 +113,31 @@ def _coco_annotations(
     return out
 
 
+def _split_paths(out: Path, split: str) -> dict[str, Path]:
+    return {
+        "images": out / "images" / split,
+        "bdd": out / "labels" / f"{split}.json",
+        "coco": out / "annotations" / f"instances_{split}.json",
+        "meta": out / f"synth_{split}.json",
+    }
+
+
+def existing_split(out: str | Path, split: str) -> list[Path]:
+    """-> the paths of split ``split`` that already exist under ``out`` (empty: free to write)."""
+    return [p for p in _split_paths(Path(out), split).values() if p.exists()]
+
+
+def _move_into_place(new: dict[str, Path], dest: dict[str, Path]) -> None:
+    """Replace the split at ``dest`` by the complete one at ``new`` (order: module doc)."""
+    for key in ("meta", "coco", "bdd"):
+        dest[key].unlink(missing_ok=True)
+    if dest["images"].exists():
+        shutil.rmtree(dest["images"])
+    for key in ("images", "bdd", "coco", "meta"):
+        dest[key].parent.mkdir(parents=True, exist_ok=True)
+        os.replace(new[key], dest[key])
+
+
 def generate(
     out: str | Path,
     num_images: int = 200,
@@ -112,10 +145,11 @@ def generate(
     split: str = "train",
     size: tuple[int, int] = DEFAULT_SIZE,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write ``num_images`` scenes of ``size`` (width, height) under ``out``; -> paths of what was written.
 
-    Images first, the two label files last (each atomically): a label file never names a missing image.
+    Raises FileExistsError when ``out`` already holds the split and ``overwrite`` is False.
     """
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
@@ -123,13 +157,38 @@ def generate(
     if width < 32 or height < 32:
         raise ValueError(f"image size must be at least 32x32, got {width}x{height}")
     out = Path(out)
-    img_dir = out / "images" / split
+    held = existing_split(out, split)
+    if held and not overwrite:
+        raise FileExistsError(f"{out} already holds split {split!r} ({held[0]}); pass overwrite=True")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".synth-{split}.", dir=out))
+    try:
+        n_inst = _write_split(_split_paths(tmp, split), num_images, seed, split, width, height, progress)
+        paths = _split_paths(out, split)
+        _move_into_place(_split_paths(tmp, split), paths)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _log.info("wrote %d synthetic images with %d instances to %s", num_images, n_inst, out)
+    return paths
+
+
+def _write_split(
+    paths: dict[str, Path],
+    num_images: int,
+    seed: int,
+    split: str,
+    width: int,
+    height: int,
+    progress: Progress | None,
+) -> int:
+    """Write one split (images, then the label files) to ``paths``; -> number of instances."""
+    paths["images"].mkdir(parents=True)
     frames, images, annotations = [], [], []
     indices = range(num_images)
     for i in progress(indices) if progress else indices:
         name = f"synth_{i:06d}.jpg"
         jpeg, instances = render_image(seed, split, i, width, height)
-        atomic_write_bytes(img_dir / name, jpeg)
+        (paths["images"] / name).write_bytes(jpeg)
         frames.append(_bdd_frame(i, name, instances, width, height))
         annotations += _coco_annotations(i + 1, instances, width, height, first_id=len(annotations) + 1)
         images.append({"id": i + 1, "file_name": name, "width": width, "height": height})
@@ -141,18 +200,11 @@ def generate(
             {"id": i + 1, "name": n, "supercategory": "object"} for i, n in enumerate(BDD_CLASSES)
         ],
     }
-    paths = {
-        "images": img_dir,
-        "bdd": out / "labels" / f"{split}.json",
-        "coco": out / "annotations" / f"instances_{split}.json",
-        "meta": out / f"synth_{split}.json",
-    }
     atomic_write_json(paths["bdd"], frames)
     atomic_write_json(paths["coco"], coco)
     meta = {"seed": seed, "split": split, "num_images": num_images, "width": width, "height": height}
     atomic_write_json(paths["meta"], {**meta, "num_instances": len(annotations)}, indent=2)
-    _log.info("wrote %d synthetic images with %d instances to %s", num_images, len(annotations), out)
-    return paths
+    return len(annotations)
 
 
 def layout_records(num_images: int, seed: int = 0, size: tuple[int, int] = (1280, 720)) -> list[Record]:
