@@ -140,6 +140,20 @@ def test_empty_selection_returns_input_plus_mlp():
     assert torch.equal(out, x + block.mlp(block.norm2(x)))
 
 
+@pytest.mark.parametrize("shift", [False, True])
+def test_empty_selection_still_gives_every_parameter_a_zero_gradient(shift):
+    """DDP with find_unused_parameters=False needs every parameter in the graph, even when a
+    background-only batch selects nothing."""
+    block = make_block(shift).train()
+    x = torch.randn(2, 8, 8, C)
+    out, sel = block(x, keep=torch.zeros(2, 8, 8, dtype=torch.bool))
+    out.sum().backward()
+    assert sel.num_containers == 0
+    for name, p in block.named_parameters():
+        assert p.grad is not None, name
+    assert block.attn.qkv.weight.grad.abs().sum() == 0
+
+
 def test_gate_learns_through_straight_through_selection():
     """Gradient reaches the gate from the straight-through mask (not only from eq. 5's scaling)."""
     block = make_block().train()

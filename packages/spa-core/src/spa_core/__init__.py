@@ -14,6 +14,7 @@ from .cost import (
     wmsa_macs,
 )
 from .gate import Gate, gate_features, multiscale_score
+from .loss import selection_loss
 from .packing import PackPlan, pack, pack_plan, unpack
 from .selection import select_tokens, select_top_ratio
 from .window import WindowLayout, effective_shift, pad_to_multiple, relative_position_index, window_layout
@@ -41,6 +42,7 @@ __all__ = [
     "reference_attention",
     "relative_position_index",
     "select_tokens",
+    "selection_loss",
     "select_top_ratio",
     "spa_attention_macs",
     "spa_block_macs",

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import BACKENDS, Backend, attention_groups, packed_attention
-from .gate import Gate, multiscale_score
+from .gate import Gate, gate_features, multiscale_score
 from .packing import Layout, pack_plan
 from .selection import select_tokens, select_top_ratio
 from .window import window_layout
@@ -216,11 +216,19 @@ class SPABlock(nn.Module):
         if plan.num_tokens:
             image, cell = plan.index // keep_w.shape[1], plan.index % keep_w.shape[1]  # [T], [T]
             rows = image * (H * W) + layout.source[cell]  # [T] into x.view(B * H * W, C)
-            scale = (torch.sigmoid(logits) * weight).flatten()[rows]  # [T]: eq. 5 gate x eq. 6 mask
-            tokens = plan.to_slots(xn.reshape(-1, C)[rows] * scale.unsqueeze(1))  # [B', L, C]
+            gated = gate_features(xn.reshape(-1, C)[rows], logits.flatten()[rows])  # [T, C] eq. 5
+            tokens = plan.to_slots(gated * weight.flatten()[rows].unsqueeze(1))  # [B', L, C] x eq. 6 mask
             pos = plan.to_slots(layout.pos[cell])  # [B', L, 2]
             group = attention_groups(plan.image_id, plan.to_slots(layout.region[cell]))  # [B', L]
             out = plan.from_slots(self.attn(tokens, pos, group))  # [T, C]
             out = drop_path(out, self.drop_path_rate, self.training, sample=image, batch=B)
             x = x.reshape(-1, C).index_add(0, rows, out.to(x.dtype)).view(B, H, W, C)
+        elif torch.is_grad_enabled():
+            x = x + self._exact_zero(logits)
         return x, BlockSelection(logits, keep, plan.num_containers)
+
+    def _exact_zero(self, logits: Tensor) -> Tensor:
+        """0, connected to the attention weights and the scores: with nothing selected they still get
+        an (exactly zero) gradient, so DDP with ``find_unused_parameters=False`` sees them used
+        (background-only batches select nothing)."""
+        return 0.0 * (logits.sum() + sum(p.sum() for p in self.attn.parameters()))
