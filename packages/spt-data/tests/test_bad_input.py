@@ -325,7 +325,3 @@ def test_skip_counts_and_logs(name, tmp_path, caplog):
     assert len(logged) == case.skipped
     for part in case.message:
         assert any(part in m for m in logged), (part, logged)
-
-
-def test_at_least_15_cases():
-    assert len(CASES) >= 15

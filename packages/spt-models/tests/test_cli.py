@@ -27,6 +27,16 @@ def test_profile_writes_table_and_json(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["profile.json"]  # no temporary file left
 
 
+def test_profile_head_measures_the_whole_detector(tmp_path, capsys):
+    out = tmp_path / "det.json"
+    argv = ["profile", "--models", "swin_t", "--head", "faster_rcnn", "--size", "256x192", "--repeats", "0"]
+    assert main([*argv, "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["model"] == "faster_rcnn+swin_t" and "faster_rcnn+swin_t" in capsys.readouterr().out
+    backbone = count_macs(create_model("swin_t"), torch.randn(1, 3, 192, 256))
+    assert row["macs"] > backbone and row["params"] > row["backbone_params"] == 27_517_818
+
+
 def test_parse_size_is_width_by_height():
     assert parse_size("1280x800") == (800, 1280)
     with pytest.raises(Exception, match="WIDTHxHEIGHT"):

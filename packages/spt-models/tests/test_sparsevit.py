@@ -8,7 +8,7 @@ from torch.testing import assert_close
 from torchvision.models.swin_transformer import SwinTransformerBlock
 
 import spt_models.sparsevit  # noqa: F401  (registers sparsevit_t/s/b)
-from spt_models import create_model, list_models, load_swin_weights
+from spt_models import create_model, load_swin_weights
 from spt_models.sparsevit import num_kept, select_windows, sparse_window_block, window_scores
 
 
@@ -24,10 +24,6 @@ def _partition_ids(H: int, W: int, M: int, shift: int) -> torch.Tensor:
 def _block(shift: int, dim: int = 24) -> SwinTransformerBlock:
     torch.manual_seed(0)
     return SwinTransformerBlock(dim, 2, [7, 7], [shift, shift]).eval()
-
-
-def test_models_are_registered():
-    assert {"sparsevit_t", "sparsevit_s", "sparsevit_b"} <= set(list_models())
 
 
 @pytest.mark.parametrize("shift", [0, 3])
@@ -99,23 +95,6 @@ def test_model_keeps_k_windows_per_image_and_stage_from_the_stage_input():
     }
     want = window_scores(captured["stage3_input"], 7, 3).topk(8, dim=1).indices
     assert torch.equal(selection.windows[("stage3", 3)], want)
-
-
-def test_forward_backward_smoke_train_mode():
-    torch.manual_seed(0)
-    model = create_model("sparsevit_t").train()
-    maps, _ = model(torch.randn(2, 3, 256, 320))
-    for (name, x), spec in zip(maps.items(), model.feature_info):
-        assert name == spec["name"] and x.shape == (
-            2,
-            256 // spec["reduction"],
-            320 // spec["reduction"],
-            spec["num_chs"],
-        )
-        assert torch.isfinite(x).all()
-    sum((x * torch.randn_like(x)).sum() for x in maps.values()).backward()
-    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert no_grad == []  # no exceptions: kept windows use every parameter
 
 
 @pytest.mark.slow

@@ -31,8 +31,8 @@ def test_pixel_mask_gives_the_same_tokens_as_extents():
 def test_token_grid_matches_the_model():
     model = create_model("swin_t", depths=(1, 1, 1, 1)).eval()
     with torch.no_grad():
-        out = model(torch.randn(1, 3, 250, 330))
-    assert [tuple(v.shape[1:3]) for v in out.values()] == [token_grid(250, 330, s) for s in (4, 8, 16, 32)]
+        maps, _ = model(torch.randn(1, 3, 250, 330))
+    assert [tuple(v.shape[1:3]) for v in maps.values()] == [token_grid(250, 330, s) for s in (4, 8, 16, 32)]
 
 
 @pytest.mark.parametrize("mode", ["train", "eval", "given"])

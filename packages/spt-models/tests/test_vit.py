@@ -7,7 +7,7 @@ import torch
 from torch.testing import assert_close
 
 import spt_models.vit  # noqa: F401  (registers vit_s16)
-from spt_models import count_macs, count_params, create_model, list_models
+from spt_models import count_macs, count_params, create_model
 
 SMALL = dict(depth=2, drop_path=0.0)
 
@@ -18,7 +18,6 @@ def _model(**overrides):
 
 
 def test_vit_s16_is_registered_with_vit_s_dims():
-    assert "vit_s16" in list_models()
     model = create_model("vit_s16")
     assert (len(model.blocks), model.blocks[0].attn.num_heads, model.norm.normalized_shape) == (12, 6, (384,))
     assert count_params(model) == 21_665_664  # timm vit_small_patch16_224 without its 1000-class head
@@ -78,21 +77,6 @@ def test_selection_reduces_macs():
     keep = torch.zeros(1, 14, 14, dtype=torch.bool)
     keep[0, :7] = True
     assert count_macs(model, x, keep=keep) < 0.55 * count_macs(model, x)
-
-
-def test_forward_backward_smoke_train_mode():
-    torch.manual_seed(0)
-    model = create_model("vit_s16").train()
-    x = torch.randn(2, 3, 256, 320)
-    keep = torch.rand(2, 16, 20, generator=torch.Generator().manual_seed(0)) < 0.3
-    for mask in (None, keep):
-        model.zero_grad()
-        cls, tokens = model(x, mask)
-        assert cls.shape == (2, 384) and tokens.shape == (2, 16, 20, model.feature_info[0]["num_chs"])
-        assert torch.isfinite(cls).all() and torch.isfinite(tokens).all()
-        ((cls * torch.randn_like(cls)).sum() + (tokens * torch.randn_like(tokens)).sum()).backward()
-        no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-        assert no_grad == []  # no exceptions
 
 
 def test_bad_keep_is_an_error():

@@ -21,10 +21,10 @@ import torch
 import torchvision
 
 from .masks import random_stage_keep
-from .outputs import split_output
 from .profiling import count_macs, count_params, measure_fps
 from .registry import create_model, list_models
 from .spt import SPTBackbone
+from .vit import VisionTransformer
 
 log = logging.getLogger("spt_models.cli")
 
@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10, help="timed forwards; 0 skips timing")
     p.add_argument("--seed", type=int, default=0, help="seed of the init and the random keep masks")
+    p.add_argument(
+        "--head",
+        choices=["faster_rcnn", "mask_rcnn", "cascade_mask_rcnn"],
+        default=None,
+        help="profile the whole detector (91 classes) on each backbone instead of the backbone alone",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (atomically)")
     return parser
 
@@ -69,6 +75,8 @@ def profile(args: argparse.Namespace) -> dict:
     height, width = args.size
     device = torch.device(args.device)
     rows = []
+    if args.head is not None:
+        return {**environment(device, args), "rows": profile_detectors(args, device)}
     for name in args.models:
         torch.manual_seed(args.seed)
         model = create_model(name).to(device).eval()
@@ -88,11 +96,10 @@ def profile(args: argparse.Namespace) -> dict:
             macs = count_macs(model, x, **kwargs)
             with torch.no_grad():
                 out = model(x, **kwargs)
-            maps, _ = split_output(out)
             shapes = (
-                {k: list(v.shape) for k, v in maps.items()}
-                if isinstance(maps, dict)
-                else {"cls": list(out[0].shape), "tokens": list(out[1].shape)}  # vit_s16
+                {"cls": list(out[0].shape), "tokens": list(out[1].shape)}  # vit_s16: (cls, tokens)
+                if isinstance(model, VisionTransformer)
+                else {k: list(v.shape) for k, v in out[0].items()}  # (maps, aux)
             )
             timing = measure_fps(model, x, args.warmup, args.repeats, **kwargs) if args.repeats else None
             rows.append(
@@ -106,6 +113,11 @@ def profile(args: argparse.Namespace) -> dict:
                     "shapes": shapes,
                 }
             )
+    return {**environment(device, args), "rows": rows}
+
+
+def environment(device: torch.device, args: argparse.Namespace) -> dict:
+    height, width = args.size
     return {
         "environment": {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
@@ -117,8 +129,34 @@ def profile(args: argparse.Namespace) -> dict:
         "input": {"batch": args.batch, "height": height, "width": width, "seed": args.seed},
         "timing": {"warmup": args.warmup, "repeats": args.repeats},
         "macs_counting": "FlopCounterMode // 2, eval forward, SDPBackend.MATH",
-        "rows": rows,
     }
+
+
+def profile_detectors(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Params and overall MACs (:func:`~spt_models.profiling.detector_macs`) of ``args.head`` on each
+    backbone; SPT models select with their (random-init) gates, the ratio is reported."""
+    from .detection import create_detector
+    from .profiling import detector_macs
+
+    height, width = args.size
+    rows = []
+    for name in args.models:
+        torch.manual_seed(args.seed)
+        model = create_detector(name, args.head, num_classes=91).to(device).eval()
+        log.info("profiling %s + %s at %dx%d", args.head, name, width, height)
+        rows.append(
+            {
+                "model": f"{args.head}+{name}",
+                "ratio": None,
+                "params": count_params(model),
+                "backbone_params": count_params(model.backbone.body),
+                "macs": detector_macs(model, height, width),
+                "fps": None,
+                "median_s": None,
+                "shapes": {},
+            }
+        )
+    return rows
 
 
 def cpu_name() -> str:
@@ -133,12 +171,12 @@ def cpu_name() -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'model':<14} {'ratio':>6} {'params (M)':>11} {'MACs (G)':>10} {'FPS':>8}"]
+    lines = [f"{'model':<26} {'ratio':>6} {'params (M)':>11} {'MACs (G)':>10} {'FPS':>8}"]
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         fps = "-" if r["fps"] is None else f"{r['fps']:.2f}"
         lines.append(
-            f"{r['model']:<14} {ratio:>6} {r['params'] / 1e6:>11.2f} {r['macs'] / 1e9:>10.2f} {fps:>8}"
+            f"{r['model']:<26} {ratio:>6} {r['params'] / 1e6:>11.2f} {r['macs'] / 1e9:>10.2f} {fps:>8}"
         )
     return "\n".join(lines)
 

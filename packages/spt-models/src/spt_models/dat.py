@@ -46,15 +46,9 @@ from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlo
 from torchvision.ops import MLP, StochasticDepth
 from torchvision.ops.misc import Permute
 
+from .backbone import Backbone, stage_maps
 from .registry import build, register_model
-from .swin import (
-    drop_path_rates,
-    feature_info,
-    init_linear,
-    patch_embed,
-    stage_maps,
-    swin_stage,
-)
+from .swin import drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 
 DEFORMABLE_STAGES = (2, 3)  # stages 3 and 4 (0-based)
 
@@ -204,11 +198,13 @@ class DeformableBlock(nn.Module):
         return x + self.stochastic_depth(self.mlp(self.norm2(x)))
 
 
-class DATBackbone(nn.Module):
+class DATBackbone(Backbone):
     """DAT feature extractor.
 
-    forward: x [B, 3, H, W] -> OrderedDict of the four NHWC maps, as
-    :class:`~spt_models.swin.SwinBackbone` (no auxiliary outputs).
+    forward: x [B, 3, H, W] -> (maps, None), the four NHWC maps as
+    :class:`~spt_models.swin.SwinBackbone`. Dense: ``valid`` and ``generator`` are accepted for the
+    contract (:mod:`spt_models.backbone`) and unused (keys are sampled from the padded map, as the
+    official code samples its padded batch).
     """
 
     def __init__(
@@ -270,8 +266,10 @@ class DATBackbone(nn.Module):
             )
         )
 
-    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        return stage_maps(self.features, x)
+    def forward(
+        self, x: Tensor, valid: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[OrderedDict[str, Tensor], None]:
+        return stage_maps(self.features, x), None
 
 
 @register_model

@@ -7,28 +7,28 @@ Stages 1, 2 and 4 are Swin. In stage 3 a token predictor (``PredictorLG``: Layer
 GELU, local half + image-mean half, MLP to 2 log-probabilities) runs before blocks
 ``pruning_loc`` ([1, 2, 3] for T, [2, 4, 6] for S and B, as in the official ``main.py``) and
 decides which tokens are kept, with keep ratios ``keep_ratio`` = (rho, rho - 0.2, rho - 0.4),
-rho = 0.7, each a fraction of all N tokens. Every token stays in the map (the dense map feeds
-the FPN), so from the first predictor on each block is a :class:`DynamicSwinBlock`:
+rho = 0.7, each a fraction of the image's N (real) tokens. Every token stays in the map (the dense
+map feeds the FPN), so from the first predictor on each block is a :class:`DynamicSwinBlock`:
 
-    x -> LN -> window attention over all tokens of the window, dropped tokens masked as keys
+    x -> LN -> window attention over all tokens of the window (dense, as Swin)
       -> residual -> kept tokens: x + MLP(LN(x)); dropped tokens: x + Linear(LN(x)) (fast path)
 
-Decisions. Training: hard Gumbel-softmax over {keep, drop} with a straight-through gradient
-(the two-class Gumbel-softmax is :func:`spa_core.select_tokens` with threshold 0.5: keep iff
-``l_keep - l_drop + logistic noise > 0``); the MLP output is ``policy * MLP + (1 - policy) *
-fast`` (value: exactly one of the two; gradient reaches the predictors, as in the official
-two-stream forward). Eval: per image the ``floor(ratio * N)`` (>= 1) top-scored tokens, so every
-image keeps the same count; the MLP runs on kept tokens only and the fast path on dropped ones.
+Decisions (the official algorithm, our default). Each predictor re-decides over **all** tokens
+(a token dropped by one predictor may be kept by the next). Training: hard Gumbel-softmax over
+{keep, drop} with a straight-through gradient (the two-class Gumbel-softmax is
+:func:`spa_core.select_tokens` with threshold 0.5: keep iff ``l_keep - l_drop + logistic noise >
+0``); the MLP output is ``policy * MLP + (1 - policy) * fast`` (value: exactly one of the two;
+gradient reaches the predictors, as in the official two-stream forward). Eval: per image the
+``floor(ratio * N)`` (>= 1) top-scored tokens; the MLP runs on kept tokens only and the fast path on
+dropped ones.
 
-Our choices where the brief, paper and official code differ (each tested):
-- decisions are cumulative (a dropped token stays dropped; eval ranks only still-kept tokens),
-  as in DynamicViT; the official dyswin re-decides over all tokens at each predictor.
-- ``mask_keys=True`` (default): a dropped token is no key for the other tokens of its window, in
-  training and eval alike; every token keeps itself as key (DynamicViT's attention-masking rule),
-  window padding stays a key as in Swin. Queries are all tokens (dropped ones get the attention
-  update too). ``mask_keys=False`` is the official dyswin: all tokens attend all tokens, so the
-  attention equals dense Swin attention exactly. The key mask is the hard decision (no gradient
-  flows through it; the predictors learn through the MLP mixing and the ratio loss).
+Options (ours, off by default): ``cumulative=True`` keeps decisions cumulative as DynamicViT does on
+plain ViTs (a dropped token stays dropped; eval ranks only still-kept tokens);
+``mask_keys=True`` makes a dropped token no key for the other tokens of its window (every token
+keeps itself as key, window padding stays a key as in Swin; the mask is the hard decision).
+
+``valid`` (batch padding): padding tokens are never kept, the predictor's image mean, the eval
+counts and the keep-ratio loss run over real tokens only.
 - keep-ratio loss (official ``losses.py``, ``mse_token`` with ``ratio_weight=10``):
   ``10 * mean_predictors mean_images (kept fraction - target)^2``, returned in
   :class:`PruningInfo.ratio_loss` for the detector's loss dict (``loss_ratio``).
@@ -54,6 +54,8 @@ from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlo
 
 from spa_core import select_tokens
 
+from .backbone import STAGE_NAMES, Backbone, stages
+from .masks import check_valid, token_valid
 from .registry import build, register_model
 from .swin import drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 from .window_attention import map_window_attention
@@ -68,7 +70,8 @@ class DynamicSwinConfig:
     heads: tuple[int, ...]  # attention heads per stage
     pruning_loc: tuple[int, ...] = (1, 2, 3)  # stage-3 blocks a predictor runs before (official T: 1,2,3)
     keep_ratio: tuple[float, ...] = (0.7, 0.5, 0.3)  # (rho, rho-0.2, rho-0.4), rho = 0.7, of all tokens
-    mask_keys: bool = True  # dropped tokens are no keys of the others (False: official dyswin)
+    mask_keys: bool = False  # True: dropped tokens are no keys of the others (official: False)
+    cumulative: bool = False  # True: a dropped token stays dropped (official Swin version: False)
     tau: float = 1.0  # Gumbel-softmax temperature
     ratio_weight: float = 10.0  # weight of the keep-ratio loss (official: 10 for Swin)
     window: int = 7  # window side M
@@ -88,35 +91,44 @@ DYNAMICSWIN_B = DynamicSwinConfig(
 
 @dataclass
 class PruningInfo:
-    """What the stage-3 predictors decided (h, w: the stage-3 grid).
+    """What the stage-3 predictors decided (h, w: the stage-3 grid, at ``stride``).
 
     logits: per predictor, [B, h, w] keep-minus-drop log-probability (ranking score).
-    keep: per predictor, [B, h, w] bool hard decision, cumulative.
+    keep: per predictor, [B, h, w] bool hard decision.
     policy: per predictor, [B, h, w] float equal to ``keep``; in training it carries the
     straight-through gradient of the Gumbel-softmax.
     target: per predictor, the keep ratio. ratio_loss: scalar, already weighted (``loss_ratio``).
+    valid: [B, h, w] bool real tokens of stage 3.
     """
 
+    stride: int = 16
     logits: list[Tensor] = field(default_factory=list)
     keep: list[Tensor] = field(default_factory=list)
     policy: list[Tensor] = field(default_factory=list)
     target: tuple[float, ...] = ()
     ratio_loss: Tensor | None = None
+    valid: Tensor | None = None
 
     @property
-    def ratio(self) -> Tensor:
-        """[num_predictors, B]: kept fraction of each image's tokens after each predictor."""
-        return torch.stack([k.flatten(1).float().mean(1) for k in self.keep])
+    def ratio(self) -> dict[int, Tensor]:
+        """{stride: [B]}: per image, the fraction of its real stage-3 tokens that got the full MLP,
+        mean over the predictors."""
+        real = self.valid.flatten(1).sum(1).float()  # [B]
+        kept = torch.stack([k.flatten(1).sum(1).float() for k in self.keep])  # [P, B]
+        return {self.stride: kept.mean(0) / real}
+
+    def losses(self, labels: dict[int, Tensor] | None = None) -> dict[str, Tensor]:
+        """``{"loss_ratio": ratio_loss}`` (weighted as in the official code); labels are unused."""
+        return {"loss_ratio": self.ratio_loss}
 
 
-def keep_ratio_loss(policy: list[Tensor], target: tuple[float, ...], weight: float) -> Tensor:
-    """``weight * mean_i mean_b (mean_n policy_i[b, n] - target_i)^2`` (official ``mse_token``).
-
-    policy: per predictor [B, h, w] float -> scalar.
-    """
+def keep_ratio_loss(policy: list[Tensor], target: tuple[float, ...], weight: float, valid: Tensor) -> Tensor:
+    """``weight * mean_i mean_b (kept fraction of image b's real tokens after predictor i - target_i)^2``
+    (official ``mse_token``). policy: per predictor [B, h, w] float; valid [B, h, w] bool -> scalar."""
+    real = valid.flatten(1).sum(1)  # [B]
     terms = []
     for p, t in zip(policy, target, strict=True):
-        kept = p.flatten(1).mean(1)  # [B]
+        kept = (p * valid).flatten(1).sum(1) / real  # [B]
         terms.append((kept - torch.tensor(t, dtype=kept.dtype, device=kept.device)).square().mean())
     return weight * torch.stack(terms).mean()
 
@@ -130,8 +142,8 @@ def keep_count(ratio: float, num_tokens: int) -> int:
 class TokenPredictor(nn.Module):
     """DynamicViT's ``PredictorLG``: x [B, h, w, C] -> keep-minus-drop logits [B, h, w].
 
-    Half of the hidden features stay per token, the other half is averaged over the image (the
-    official Swin version averages over all tokens, kept or not).
+    Half of the hidden features stay per token, the other half is averaged over the image's real
+    tokens (the official Swin version averages over all tokens, kept or not).
     """
 
     def __init__(self, dim: int) -> None:
@@ -146,11 +158,13 @@ class TokenPredictor(nn.Module):
             nn.LogSoftmax(dim=-1),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        """x [B, h, w, C], valid [B, h, w] bool (the image mean runs over real tokens) -> [B, h, w]."""
         B, h, w, C = x.shape
         feat = self.in_conv(x.reshape(B, h * w, C))  # [B, N, C]
         local, glob = feat.split(C // 2, dim=-1)  # [B, N, C/2] each
-        glob = glob.mean(dim=1, keepdim=True).expand_as(glob)  # [B, N, C/2] image mean
+        real = valid.reshape(B, h * w, 1).to(glob.dtype)  # [B, N, 1]
+        glob = ((glob * real).sum(1, keepdim=True) / real.sum(1, keepdim=True)).expand_as(glob)  # image mean
         logp = self.out_conv(torch.cat([local, glob], dim=-1))  # [B, N, 2] log p(keep), log p(drop)
         return (logp[..., 0] - logp[..., 1]).view(B, h, w)
 
@@ -181,7 +195,7 @@ class DynamicSwinBlock(SwinTransformerBlock):
         return x + update.view(B, H, W, C)
 
 
-class DynamicSwinBackbone(nn.Module):
+class DynamicSwinBackbone(Backbone):
     """DynamicSwin feature extractor.
 
     forward: x [B, 3, H, W] -> (maps, :class:`PruningInfo`), maps as
@@ -197,7 +211,8 @@ class DynamicSwinBackbone(nn.Module):
         heads: tuple[int, ...],
         pruning_loc: tuple[int, ...] = (1, 2, 3),
         keep_ratio: tuple[float, ...] = (0.7, 0.5, 0.3),
-        mask_keys: bool = True,
+        mask_keys: bool = False,
+        cumulative: bool = False,
         tau: float = 1.0,
         ratio_weight: float = 10.0,
         window: int = 7,
@@ -210,7 +225,8 @@ class DynamicSwinBackbone(nn.Module):
             raise ValueError(f"DynamicSwin has 4 stages: got depths={depths}, heads={heads}")
         _check_pruning(pruning_loc, keep_ratio, depths[DYNAMIC_STAGE])
         self.pruning_loc, self.keep_ratio = tuple(pruning_loc), tuple(keep_ratio)
-        self.tau, self.ratio_weight = tau, ratio_weight
+        self.tau, self.ratio_weight, self.cumulative = tau, ratio_weight, cumulative
+        self.patch_size = patch_size
         rates = drop_path_rates(sum(depths), drop_path)
         dims = [embed_dim * 2**i for i in range(4)]
         first = [sum(depths[:i]) for i in range(5)]
@@ -254,53 +270,82 @@ class DynamicSwinBackbone(nn.Module):
         return [k for k in self.state_dict() if k.startswith("predictors.") or ".fast_mlp." in k]
 
     def forward(
-        self, x: Tensor, generator: torch.Generator | None = None
+        self, x: Tensor, valid: Tensor | None = None, generator: torch.Generator | None = None
     ) -> tuple[OrderedDict[str, Tensor], PruningInfo]:
-        """x [B, 3, H, W] -> (maps, info); ``generator`` seeds the Gumbel noise (training)."""
+        """x [B, 3, H, W] -> (maps, info). valid: real extent of each padded image ([B, 2] or
+        [B, H, W], see :mod:`spt_models.backbone`); ``generator`` seeds the Gumbel noise (training)."""
+        B, _, H, W = x.shape
+        if valid is not None:
+            check_valid(valid, B, H, W)
         maps: OrderedDict[str, Tensor] = OrderedDict()
-        f = self.features
-        maps["stage1"] = x = f[1](f[0](x))  # [B, H/4, W/4, C]
-        maps["stage2"] = x = f[3](f[2](x))  # [B, H/8, W/8, 2C]
-        x = f[4](x)  # [B, h, w, 4C]
-        info = PruningInfo(target=self.keep_ratio)
+        info = PruningInfo(stride=self.patch_size * 2**DYNAMIC_STAGE, target=self.keep_ratio)
+        for i, downsample, stage in stages(self.features):
+            x = downsample(x)  # [B, h, w, c]
+            if i == DYNAMIC_STAGE:
+                x = self._dynamic_stage_forward(stage, x, info, valid, generator)
+            else:
+                x = stage(x)
+            maps[STAGE_NAMES[i]] = x
+        return maps, info
+
+    def _dynamic_stage_forward(
+        self,
+        blocks: nn.ModuleList,
+        x: Tensor,
+        info: PruningInfo,
+        valid: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Stage 3 with its predictors: x [B, h, w, C] -> [B, h, w, C]; fills ``info``."""
+        B, h, w, _ = x.shape
+        real = (
+            x.new_ones(B, h, w, dtype=torch.bool)
+            if valid is None
+            else token_valid(valid, (h, w), info.stride)
+        )
+        info.valid = real
         keep = policy = None
-        for j, block in enumerate(f[5]):
+        for j, block in enumerate(blocks):
             if j in self.pruning_loc:
                 i = self.pruning_loc.index(j)
-                keep, policy, logits = self._decide(i, x, keep, policy, generator)
+                keep, policy, logits = self._decide(i, x, real, keep, policy, generator)
                 info.logits.append(logits)
                 info.keep.append(keep)
                 info.policy.append(policy)
             x = block(x) if keep is None else block(x, policy, keep)
-        maps["stage3"] = x
-        maps["stage4"] = f[7](f[6](x))  # [B, H/32, W/32, 8C]
-        info.ratio_loss = keep_ratio_loss(info.policy, self.keep_ratio, self.ratio_weight)
-        return maps, info
+        info.ratio_loss = keep_ratio_loss(info.policy, self.keep_ratio, self.ratio_weight, real)
+        return x
 
     def _decide(
         self,
         i: int,
         x: Tensor,
+        real: Tensor,
         prev_keep: Tensor | None,
         prev_policy: Tensor | None,
         generator: torch.Generator | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Predictor i on x [B, h, w, C] -> (keep [B, h, w] bool, policy [B, h, w], logits [B, h, w])."""
+        """Predictor i on x [B, h, w, C] -> (keep [B, h, w] bool, policy [B, h, w], logits [B, h, w]).
+
+        real [B, h, w] bool: tokens that may be kept (never batch padding)."""
         B, h, w, _ = x.shape
-        logits = self.predictors[i](x)  # [B, h, w]
+        logits = self.predictors[i](x, real)  # [B, h, w]
+        cumulative = self.cumulative and prev_keep is not None
         if self.training:
             weight, keep = select_tokens(
-                logits, threshold=0.5, tau=self.tau, training=True, generator=generator
+                logits, threshold=0.5, tau=self.tau, training=True, valid=real, generator=generator
             )
-            if prev_keep is not None:
-                keep, weight = keep & prev_keep, weight * prev_policy  # cumulative; value == keep
+            if cumulative:
+                keep, weight = keep & prev_keep, weight * prev_policy  # value == keep
             return keep, weight, logits
-        count = keep_count(self.keep_ratio[i], h * w)
-        score = logits.flatten(1)  # [B, N]
-        if prev_keep is not None:
-            score = score.masked_fill(~prev_keep.flatten(1), float("-inf"))  # rank still-kept tokens only
-        index = score.topk(count, dim=1).indices  # [B, count]
-        keep = torch.zeros_like(score, dtype=torch.bool).scatter_(1, index, True).view(B, h, w)
+        allowed = (real & prev_keep if cumulative else real).flatten(1)  # [B, N]
+        count = torch.tensor(
+            [keep_count(self.keep_ratio[i], int(n)) for n in real.flatten(1).sum(1)], device=x.device
+        )  # [B] floor(ratio * real tokens), at least 1
+        score = logits.flatten(1).masked_fill(~allowed, float("-inf"))  # [B, N]
+        order = score.argsort(dim=1, descending=True, stable=True)  # [B, N]
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w, device=x.device).expand(B, -1))
+        keep = ((rank < count.unsqueeze(1)) & allowed).view(B, h, w)
         return keep, keep.to(x.dtype), logits
 
 

@@ -51,6 +51,13 @@ def token_valid(valid: Tensor, grid: tuple[int, int], stride: int) -> Tensor:
     return F.pad(pooled, (0, w - pooled.shape[2], 0, h - pooled.shape[1]), value=False)
 
 
+def fit_grid(mask: Tensor, grid: tuple[int, int]) -> Tensor:
+    """mask [B, h', w'] -> [B, h, w]: top-left aligned, cropped or padded with False to ``grid``."""
+    h, w = grid
+    mask = mask[:, :h, :w]
+    return F.pad(mask, (0, w - mask.shape[2], 0, h - mask.shape[1]), value=False)
+
+
 def random_keep(
     batch: int,
     grid: tuple[int, int],

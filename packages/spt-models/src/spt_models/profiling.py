@@ -70,3 +70,18 @@ def measure_fps(
         model.train(was_training)
     median = statistics.median(times)
     return Throughput(median_s=median, fps=inputs.shape[0] / median, times_s=times)
+
+
+def detector_macs(model: nn.Module, height: int, width: int) -> int:
+    """MACs of a detector's forward on one ``height x width`` image, mmdetection's ``get_flops``
+    convention for the paper's "overall" column: the RPN keeps its test-time 1000 proposals, the box
+    head runs on all of them and the mask head on ``detections_per_img`` (100) boxes (score
+    threshold 0, so the count does not depend on the random weights). The model is restored."""
+    heads = model.roi_heads
+    saved = heads.score_thresh
+    heads.score_thresh = 0.0
+    try:
+        image = torch.rand(3, height, width, device=next(model.parameters()).device)
+        return count_macs(model, [image])
+    finally:
+        heads.score_thresh = saved

@@ -32,13 +32,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models.swin_transformer import SwinTransformerBlock
 
 from spa_core import drop_path
 
+from .backbone import STAGE_NAMES, Backbone, stages
+from .masks import check_valid, token_valid
 from .registry import build, register_model
-from .swin import STAGE_INDEX, STAGE_NAMES, SwinBackbone
+from .swin import SwinBackbone
 from .window_attention import WindowTokens, window_attention, window_tokens
 
 
@@ -65,19 +67,34 @@ class WindowSelection:
 
     windows: ``{(stage, shift): [B, K] long}`` window indices (raster order of the padded,
     shifted grid), best first. num_windows: ``{(stage, shift): nW}``.
+    kept: ``{stride: [B]}`` per sparse stage, the fraction of each image's real tokens inside kept
+    windows, mean over the two partitions.
     """
 
     windows: dict[tuple[str, int], Tensor] = field(default_factory=dict)
     num_windows: dict[tuple[str, int], int] = field(default_factory=dict)
+    kept: dict[int, Tensor] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> dict[int, Tensor]:
+        """{stride: [B]}: fraction of each image's real tokens computed on, per sparse stage."""
+        return dict(self.kept)
+
+    def losses(self, labels: dict[int, Tensor] | None = None) -> dict[str, Tensor]:
+        """SparseViT has no auxiliary loss: ``{}``."""
+        return {}
 
 
-def window_scores(x: Tensor, window: int, shift: int) -> Tensor:
+def window_scores(x: Tensor, window: int, shift: int, real: Tensor | None = None) -> Tensor:
     """SparseViT's window score: x [B, H, W, C] -> [B, nW], the L2 norm over each window of the
-    per-token mean absolute activation (window padding counts 0)."""
+    per-token mean absolute activation; window padding and batch padding (``real`` [B, H, W] bool
+    False) count 0."""
     B, H, W, _ = x.shape
     where = window_tokens(B, H, W, window, shift, x.device)
-    magnitude = x.abs().mean(dim=-1).reshape(-1)  # [B*H*W]
-    per_window = where.gather(magnitude)  # [B*nW, L], 0 at padding
+    magnitude = x.abs().mean(dim=-1)  # [B, H, W]
+    if real is not None:
+        magnitude = magnitude * real
+    per_window = where.gather(magnitude.reshape(-1))  # [B*nW, L], 0 at padding
     return torch.linalg.vector_norm(per_window, ord=2, dim=-1).view(B, -1)  # [B, nW]
 
 
@@ -110,7 +127,7 @@ def sparse_window_block(block: SwinTransformerBlock, x: Tensor, windows: Tensor 
     return flat.index_copy(0, rows, y).view(B, H, W, C)
 
 
-class SparseViTBackbone(nn.Module):
+class SparseViTBackbone(Backbone):
     """SparseViT feature extractor (Swin layout and weights, window-sparse stages).
 
     forward: x [B, 3, H, W] -> (maps, :class:`WindowSelection`), maps as
@@ -132,7 +149,7 @@ class SparseViTBackbone(nn.Module):
         super().__init__()
         if len(keep) != 4 or any(not 0.0 < r <= 1.0 for r in keep):
             raise ValueError(f"keep should hold 4 ratios in (0, 1], one per stage, got {keep}")
-        self.keep, self.window = tuple(keep), window
+        self.keep, self.window, self.patch_size = tuple(keep), window, patch_size
         swin = SwinBackbone(
             embed_dim=embed_dim,
             depths=depths,
@@ -148,34 +165,51 @@ class SparseViTBackbone(nn.Module):
         """State-dict keys a torchvision Swin checkpoint does not provide: none."""
         return []
 
-    def forward(self, x: Tensor) -> tuple[OrderedDict[str, Tensor], WindowSelection]:
+    def forward(
+        self, x: Tensor, valid: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[OrderedDict[str, Tensor], WindowSelection]:
+        """x [B, 3, H, W] -> (maps, selection). valid: real extent of each padded image ([B, 2] or
+        [B, H, W]): window scores count real tokens only. ``generator`` is unused (deterministic)."""
+        B, _, H, W = x.shape
+        if valid is not None:
+            check_valid(valid, B, H, W)
         maps: OrderedDict[str, Tensor] = OrderedDict()
         selection = WindowSelection()
-        for i, layer in enumerate(self.features):
-            if i not in STAGE_INDEX:
-                x = layer(x)  # patch embedding or merging
-                continue
-            stage = STAGE_NAMES[STAGE_INDEX.index(i)]
-            ratio = self.keep[STAGE_INDEX.index(i)]
+        for i, downsample, stage in stages(self.features):
+            x = downsample(x)  # [B, h, w, c]
+            name, ratio = STAGE_NAMES[i], self.keep[i]
             if ratio < 1.0:
-                self._select(x, stage, ratio, selection)
-            for j, block in enumerate(layer):
+                stride = self.patch_size * 2**i
+                real = token_valid(valid, x.shape[1:3], stride) if valid is not None else None
+                self._select(x, name, stride, ratio, real, selection)
+            for j, block in enumerate(stage):
                 shift = 0 if j % 2 == 0 else self.window // 2
                 x = (
                     block(x)
                     if ratio == 1.0
-                    else sparse_window_block(block, x, selection.windows[(stage, shift)])
+                    else sparse_window_block(block, x, selection.windows[(name, shift)])
                 )
-            maps[stage] = x
+            maps[name] = x
         return maps, selection
 
-    def _select(self, x: Tensor, stage: str, ratio: float, selection: WindowSelection) -> None:
-        """Rank the windows of both partitions by the stage input's activation magnitude."""
+    def _select(
+        self, x: Tensor, name: str, stride: int, ratio: float, real: Tensor | None, selection: WindowSelection
+    ) -> None:
+        """Rank the windows of both partitions by the stage input's activation magnitude (real tokens)."""
+        B, H, W, _ = x.shape
+        real = x.new_ones(B, H, W, dtype=torch.bool) if real is None else real
+        fractions = []
         with torch.no_grad():
             for shift in (0, self.window // 2):
-                scores = window_scores(x, self.window, shift)  # [B, nW]
-                selection.windows[(stage, shift)] = select_windows(scores, ratio)
-                selection.num_windows[(stage, shift)] = scores.shape[1]
+                scores = window_scores(x, self.window, shift, real)  # [B, nW]
+                windows = select_windows(scores, ratio)  # [B, K]
+                selection.windows[(name, shift)] = windows
+                selection.num_windows[(name, shift)] = scores.shape[1]
+                covered = torch.zeros(B * H * W, dtype=torch.bool, device=x.device)
+                covered[window_tokens(B, H, W, self.window, shift, x.device, windows).rows] = True
+                kept = (covered.view(B, H, W) & real).flatten(1).sum(1)  # [B]
+                fractions.append(kept.float() / real.flatten(1).sum(1).float())
+        selection.kept[stride] = torch.stack(fractions).mean(0)
 
 
 @register_model

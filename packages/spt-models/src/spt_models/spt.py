@@ -35,11 +35,14 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.swin_transformer import PatchMerging
 
-from spa_core import BlockSelection, Gate, SPABlock
+from spa_core import BlockSelection, Gate, SPABlock, selection_loss
+from spa_core.attention import Backend
+from spa_core.packing import Layout
 
-from .masks import check_valid, token_valid
+from .backbone import STAGE_NAMES, Backbone, stages
+from .masks import check_valid, fit_grid, token_valid
 from .registry import build, register_model
-from .swin import STAGE_NAMES, drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
+from .swin import drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 
 Selection = Literal["gate", "given"]
 
@@ -60,8 +63,8 @@ class SPTConfig:
         None  # if set: every SPA block keeps its top ratio of tokens (App. B.4 baseline)
     )
     selection: Selection = "gate"  # "gate": learned; "given": forward(x, keep={16: ..., 32: ...})
-    backend: str = "sdpa"  # packed-attention backend of every SPA block: "sdpa", "reference", "flex"
-    layout: str = "packed"  # "packed" (SPA) or "padded" (pad every image to the batch max; baseline)
+    backend: Backend = "sdpa"  # packed-attention backend of every SPA block: "sdpa", "reference", "flex"
+    layout: Layout = "packed"  # "packed" (SPA) or "padded" (pad every image to the batch max; baseline)
 
 
 SPT_T16 = SPTConfig(embed_dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), extra_blocks=4, drop_path=0.2)
@@ -74,15 +77,17 @@ SPT_B = SPTConfig(embed_dim=128, depths=(2, 2, 18, 2), heads=(4, 8, 16, 32), ext
 class SelectionInfo:
     """What the SPA blocks of one forward selected (h, w: the block's token grid).
 
-    score0 [B, H/8, W/8]: logits of the gate on the stage-2 output (s0, eq. 1).
+    score0 [B, H/8, W/8]: logits of the gate on the stage-2 output (s0, eq. 1), at ``stride0``.
     logits: per SPA block (stage 3 then stage 4), [B, h, w] score logits after eq. 4 (eq. 10's input).
     keep: per SPA block, [B, h, w] bool hard selection.
     strides: per SPA block, its stride (16 or 32).
     num_containers: per SPA block, B'.
-    valid: {stride: [B, h, w] bool} real tokens of each SPA stage (all True without ``valid``).
+    valid: {stride: [B, h, w] bool} real tokens at stride0 and at each SPA stage (all True without
+    ``valid``).
     """
 
     score0: Tensor
+    stride0: int = 8
     logits: list[Tensor] = field(default_factory=list)
     keep: list[Tensor] = field(default_factory=list)
     strides: list[int] = field(default_factory=list)
@@ -99,14 +104,30 @@ class SelectionInfo:
     def ratio(self) -> dict[int, Tensor]:
         """{stride: [B]}: per image, the selected fraction of its real tokens, mean over the stage's blocks."""
         out = {}
-        for stride, valid in self.valid.items():
-            real = valid.flatten(1).sum(1).float()  # [B]
+        for stride in dict.fromkeys(self.strides):
+            real = self.valid[stride].flatten(1).sum(1).float()  # [B]
             kept = [k.flatten(1).sum(1).float() for k, s in zip(self.keep, self.strides) if s == stride]
             out[stride] = torch.stack(kept).mean(0) / real
         return out
 
+    def losses(self, labels: dict[int, Tensor] | None) -> dict[str, Tensor]:
+        """``{"loss_select": eq. 10}`` (unweighted; the detector multiplies by alpha) over s0 and every
+        SPA block, or ``{}`` without labels. labels: ``{stride: [B, h', w'] bool}`` at stride0 and the
+        SPA strides, top-left aligned, cropped or padded (negative) to each block's grid."""
+        if labels is None:
+            return {}
+        strides = [self.stride0, *self.strides]
+        missing = sorted(set(strides) - set(labels))
+        if missing:
+            raise ValueError(
+                f"selection labels are missing for stride(s) {missing}; got strides {sorted(labels)}"
+            )
+        logits = [self.score0, *self.logits]
+        targets = [fit_grid(labels[s], tuple(lg.shape[1:])) for s, lg in zip(strides, logits)]
+        return {"loss_select": selection_loss(logits, targets, [self.valid[s] for s in strides])}
 
-class SPTBackbone(nn.Module):
+
+class SPTBackbone(Backbone):
     """Select and Pack Transformer feature extractor.
 
     forward: x [B, 3, H, W] -> (maps, :class:`SelectionInfo`), maps as
@@ -129,8 +150,8 @@ class SPTBackbone(nn.Module):
         tau: float = 1.0,
         keep_ratio: float | None = None,
         selection: Selection = "gate",
-        backend: str = "sdpa",
-        layout: str = "packed",
+        backend: Backend = "sdpa",
+        layout: Layout = "packed",
     ) -> None:
         super().__init__()
         if len(depths) != 4 or len(heads) != 4:
@@ -140,6 +161,7 @@ class SPTBackbone(nn.Module):
         if extra_blocks < 0:
             raise ValueError(f"extra_blocks should be >= 0, got {extra_blocks}")
         self.selection, self.swin_depths = selection, tuple(depths)
+        self.patch_size = patch_size
         self.spa_strides = (patch_size * 4, patch_size * 8)  # strides of stages 3 and 4: keep's keys
         stage_depths = (depths[0], depths[1], depths[2] + extra_blocks, depths[3])
         rates = drop_path_rates(sum(stage_depths), drop_path)
@@ -194,51 +216,69 @@ class SPTBackbone(nn.Module):
         self,
         x: Tensor,
         valid: Tensor | None = None,
-        keep: dict[int, Tensor] | None = None,
         generator: torch.Generator | None = None,
+        keep: dict[int, Tensor] | None = None,
     ) -> tuple[OrderedDict[str, Tensor], SelectionInfo]:
         """x [B, 3, H, W] -> (maps, selection).
 
         valid: the real image extent inside a padded batch, [B, 2] integer (height, width) in
-        pixels or a [B, H, W] bool pixel mask; tokens outside it are never selected.
+        pixels or a [B, H, W] bool pixel mask; tokens outside it are never selected, and their scores
+        never reach the next scale through eq. 4's max-pool.
+        generator: the Gumbel noise's random generator (training).
         keep: ``{16: [B, H/16, W/16], 32: [B, H/32, W/32]}`` bool, the selection of every block of
         stage 3 and 4; required iff the model was built with ``selection="given"``.
-        generator: the Gumbel noise's random generator (training).
         """
         B, _, H, W = x.shape
         keep = self._check_keep(keep)
         if valid is not None:
             check_valid(valid, B, H, W)
         maps: OrderedDict[str, Tensor] = OrderedDict()
-        f = self.features
-        maps["stage1"] = x = f[1](f[0](x))  # [B, H/4, W/4, C]
-        maps["stage2"] = x = f[3](f[2](x))  # [B, H/8, W/8, 2C]
-        info = SelectionInfo(score0=self.gate(self.gate_norm(x)))  # s0 [B, H/8, W/8]
-        score_up = info.score0
-        for stage, (stride, merge, blocks) in enumerate(
-            zip(self.spa_strides, (f[4], f[6]), (f[5], f[7])), start=2
-        ):
-            x = merge(x)  # [B, h, w, c]: h = ceil(previous h / 2)
-            grid = (x.shape[1], x.shape[2])
-            real = (
-                token_valid(valid, grid, stride)
-                if valid is not None
-                else x.new_ones(B, *grid, dtype=torch.bool)
-            )
-            info.valid[stride] = real
-            given = None if keep is None else self._stage_keep(keep, stride, (B, *grid))
-            for block in blocks:
-                x, selection = block(
-                    x,
-                    score_up=score_up,
-                    valid=None if valid is None else real,
-                    keep=given,
-                    generator=generator,
-                )
-                info.add(stride, selection)
-            score_up = info.logits[-1]  # s1: the last block's scores feed the next stage
-            maps[STAGE_NAMES[stage]] = x
+        info: SelectionInfo | None = None
+        for i, downsample, stage in stages(self.features):
+            x = downsample(x)  # [B, h, w, c]: h = ceil(previous h / 2)
+            stride = self.patch_size * 2**i
+            if i < 2:
+                x = stage(x)  # Swin blocks
+            else:
+                x = self._spa_stage(stage, x, stride, info, valid, keep, generator)
+            maps[STAGE_NAMES[i]] = x
+            if i == 1:
+                info = SelectionInfo(score0=self.gate(self.gate_norm(x)), stride0=stride)  # s0 [B, H/8, W/8]
+                info.valid[stride] = self._real(valid, x, stride)
+        assert info is not None
         return maps, info
+
+    @staticmethod
+    def _real(valid: Tensor | None, x: Tensor, stride: int) -> Tensor:
+        """Real tokens of the map x [B, h, w, c] at ``stride`` -> [B, h, w] bool."""
+        B, h, w, _ = x.shape
+        if valid is None:
+            return x.new_ones(B, h, w, dtype=torch.bool)
+        return token_valid(valid, (h, w), stride)
+
+    def _spa_stage(
+        self,
+        blocks: nn.ModuleList,
+        x: Tensor,
+        stride: int,
+        info: SelectionInfo,
+        valid: Tensor | None,
+        keep: dict[int, Tensor] | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """One SPA stage on x [B, h, w, c]; every block is scored with the finer scale's last score
+        map (s0 for stage 3, s1 for stage 4), padding masked out before eq. 4's max-pool."""
+        real = info.valid[stride] = self._real(valid, x, stride)
+        finer = info.logits[-1] if info.logits else info.score0  # [B, 2h, 2w]
+        if valid is not None:
+            finer = finer.masked_fill(~info.valid[stride // 2], float("-inf"))
+        given = None if keep is None else self._stage_keep(keep, stride, tuple(real.shape))
+        for block in blocks:
+            x, selection = block(
+                x, score_up=finer, valid=None if valid is None else real, keep=given, generator=generator
+            )
+            info.add(stride, selection)
+        return x
 
     def _check_keep(self, keep: dict[int, Tensor] | None) -> dict[int, Tensor] | None:
         if self.selection == "gate" and keep is not None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlock
 from torchvision.ops.misc import Permute
 
+from .backbone import STAGE_NAMES, Backbone, stage_maps
 from .registry import build, register_model
 
-STAGE_NAMES = ("stage1", "stage2", "stage3", "stage4")
 STAGE_INDEX = (1, 3, 5, 7)  # position of each stage in ``features``
 
 
@@ -62,17 +63,6 @@ def feature_info(embed_dim: int, num_stages: int = 4, patch_size: int = 4) -> li
     ]
 
 
-def stage_maps(features: nn.Sequential, x: Tensor) -> OrderedDict[str, Tensor]:
-    """Run ``features`` (patch embed, stage, merge, ..., stage) on x [B, 3, H, W] and collect the
-    stage outputs -> ``{"stage1": [B, H/4, W/4, C], ..., "stage4": [B, H/32, W/32, 8C]}``."""
-    out: OrderedDict[str, Tensor] = OrderedDict()
-    for i, layer in enumerate(features):
-        x = layer(x)  # [B, h, w, c]
-        if i in STAGE_INDEX:
-            out[STAGE_NAMES[STAGE_INDEX.index(i)]] = x
-    return out
-
-
 def patch_embed(embed_dim: int, patch_size: int) -> nn.Sequential:
     """[B, 3, H, W] -> [B, H/p, W/p, C]: strided convolution, NCHW -> NHWC, LayerNorm (torchvision)."""
     return nn.Sequential(
@@ -109,13 +99,15 @@ def init_linear(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-class SwinBackbone(nn.Module):
+class SwinBackbone(Backbone):
     """Swin Transformer feature extractor.
 
-    forward: x [B, 3, H, W] -> OrderedDict ``{"stage1": [B, H/4, W/4, C], "stage2": [B, H/8, W/8, 2C],
-    "stage3": [B, H/16, W/16, 4C], "stage4": [B, H/32, W/32, 8C]}``, NHWC (torchvision's ``features``
-    stage outputs; sides rounded as the patch embedding floors and patch merging ceils).
-    ``feature_info`` lists the maps' channels and strides.
+    forward: x [B, 3, H, W] -> (maps, None), maps the OrderedDict ``{"stage1": [B, H/4, W/4, C],
+    "stage2": [B, H/8, W/8, 2C], "stage3": [B, H/16, W/16, 4C], "stage4": [B, H/32, W/32, 8C]}``, NHWC
+    (torchvision's ``features`` stage outputs; sides rounded as the patch embedding floors and patch
+    merging ceils). ``feature_info`` lists the maps' channels and strides. Dense: ``valid`` and
+    ``generator`` are accepted for the contract (:mod:`spt_models.backbone`) and unused, as in
+    torchvision, the windows attend the batch padding.
     """
 
     def __init__(
@@ -147,8 +139,10 @@ class SwinBackbone(nn.Module):
         """State-dict keys a torchvision Swin checkpoint does not provide: none."""
         return []
 
-    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        return stage_maps(self.features, x)
+    def forward(
+        self, x: Tensor, valid: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[OrderedDict[str, Tensor], None]:
+        return stage_maps(self.features, x), None
 
 
 @register_model

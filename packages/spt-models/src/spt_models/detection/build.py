@@ -1,0 +1,77 @@
+"""``build_detector(backbone, head, num_classes)`` and ``create_detector(name, head, num_classes)``.
+
+Heads: ``faster_rcnn`` and ``mask_rcnn`` (torchvision's, with their defaults) and
+``cascade_mask_rcnn`` (:class:`~spt_models.detection.cascade.CascadeRoIHeads`), all on an FPN
+(P2-P6, 256 channels) and torchvision's RPN. ``num_classes`` counts the background, as in
+torchvision (COCO: 91).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+
+from ..backbone import Backbone
+from ..registry import create_model
+from .fpn import BackboneWithFPN
+from .rcnn import IMAGENET_MEAN, IMAGENET_STD, NoResizeTransform, SelectRCNN
+
+HEADS = ("faster_rcnn", "mask_rcnn", "cascade_mask_rcnn")
+RESIZE_KEYS = ("min_size", "max_size", "fixed_size", "_skip_resize")
+
+
+def build_detector(
+    backbone: Backbone,
+    head: str,
+    num_classes: int,
+    *,
+    loss_weights: dict[str, float] | None = None,
+    image_mean: tuple[float, ...] = IMAGENET_MEAN,
+    image_std: tuple[float, ...] = IMAGENET_STD,
+    **kwargs: Any,
+) -> SelectRCNN:
+    """``backbone`` (any multi-scale backbone of the registry) + FPN + ``head``.
+
+    loss_weights: weights of the backbone's auxiliary losses (default ``{"loss_select": 0.01}``, the
+    paper's alpha). kwargs: torchvision's ``FasterRCNN`` / ``MaskRCNN`` options (``rpn_*``, ``box_*``);
+    for ``cascade_mask_rcnn`` the ``rpn_*`` options go to the RPN and the others to
+    :class:`~spt_models.detection.cascade.CascadeRoIHeads`.
+    """
+    if head not in HEADS:
+        raise ValueError(f"head should be one of {HEADS}, got {head!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes counts the background and should be >= 2, got {num_classes}")
+    resize = sorted(set(kwargs) & set(RESIZE_KEYS))
+    if resize:
+        raise ValueError(
+            f"{resize}: the detector does not resize; resize in the dataset (spt-data resize_policy)"
+        )
+    body = BackboneWithFPN(backbone)
+    if head == "cascade_mask_rcnn":
+        from .cascade import CascadeRoIHeads
+
+        rpn_kwargs = {k: v for k, v in kwargs.items() if k.startswith("rpn_")}
+        template = FasterRCNN(body, num_classes, **rpn_kwargs)
+        roi_heads = CascadeRoIHeads(num_classes, **{k: v for k, v in kwargs.items() if k not in rpn_kwargs})
+    else:
+        template = (MaskRCNN if head == "mask_rcnn" else FasterRCNN)(body, num_classes, **kwargs)
+        roi_heads = template.roi_heads
+    transform = NoResizeTransform(image_mean, image_std)
+    return SelectRCNN(body, template.rpn, roi_heads, transform, loss_weights=loss_weights)
+
+
+def create_detector(
+    name: str,
+    head: str = "mask_rcnn",
+    num_classes: int = 91,
+    *,
+    backbone_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> SelectRCNN:
+    """``build_detector(create_model(name, **backbone_kwargs), head, num_classes, **kwargs)``, e.g.
+    ``create_detector("spt_t", head="mask_rcnn", num_classes=11)``."""
+    backbone = create_model(name, **(backbone_kwargs or {}))
+    if not isinstance(backbone, Backbone):
+        raise ValueError(f"{name!r} is a single-scale model; detectors need a multi-scale backbone")
+    return build_detector(backbone, head, num_classes, **kwargs)
