@@ -34,7 +34,7 @@ def test_gradient_reaches_every_gate():
     torch.manual_seed(0)
     blocks = [SPABlock(16, 2, 4, shift=i % 2 == 1).train() for i in range(3)]
     x = torch.randn(2, 8, 8, 16)
-    logits, score = [], None
+    logits = []
     for block in blocks:
         x, sel = block(x, score_up=None)
         logits.append(sel.logits)
@@ -47,7 +47,12 @@ def test_gradient_reaches_every_gate():
 @pytest.mark.parametrize(
     "logits,labels,valid,message",
     [
-        ([torch.zeros(1, 2, 2)], [], None, "one labels (and valid) map per logits map, got 1 logits, 0 labels"),
+        (
+            [torch.zeros(1, 2, 2)],
+            [],
+            None,
+            "one labels (and valid) map per logits map, got 1 logits, 0 labels",
+        ),
         ([torch.zeros(1, 2, 2)], [torch.zeros(1, 2, 3)], None, "block 0: labels (1, 2, 3)"),
         ([], [], None, "at least one block's logits"),
     ],

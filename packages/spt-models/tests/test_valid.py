@@ -73,3 +73,22 @@ def test_bad_valid_is_rejected():
         model(x, valid=torch.zeros(2, 64, 64, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"got \(2, 3\)"):
         model(x, valid=torch.ones(2, 3, dtype=torch.long))
+
+
+def test_padding_scores_at_stride_8_never_reach_stage_3():
+    """Image 1 is 200 px high: its last real stride-16 row (12) pools stride-8 rows 24 (real) and 25
+    (padding). A padding score must not win eq. 4's max-pool into a real token."""
+    torch.manual_seed(0)
+    model = create_model("spt_t12", depths=(1, 1, 1, 1)).eval()
+    real8 = token_valid(torch.tensor([[256, 320], [200, 320]]), (32, 40), 8)
+
+    class PaddingHot(torch.nn.Module):  # s0: +30 on padding, -30 on real stride-8 tokens
+        def forward(self, x):
+            return torch.where(real8, -30.0, 30.0)
+
+    model.gate = PaddingHot()
+    with torch.no_grad():
+        _, info = model(torch.randn(2, 3, 256, 320), valid=torch.tensor([[256, 320], [200, 320]]))
+    stage3 = info.logits[0]  # [2, 16, 20]
+    assert float(stage3[1, 12].max()) < 30.0  # the boundary row took no padding score
+    assert float(stage3[0].max()) < 30.0
