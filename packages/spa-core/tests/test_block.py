@@ -9,9 +9,19 @@ from spa_core import SPABlock
 C, HEADS, M = 32, 2, 4  # L = 16
 
 
-def make_block(shift: bool = False, backend: str = "sdpa", layout: str = "packed") -> SPABlock:
+MODES = [("all", "selected"), ("selected", "selected"), ("all", "all")]  # (mlp, gate)
+MODE_IDS = [f"mlp={m}-gate={g}" for m, g in MODES]
+
+
+def make_block(
+    shift: bool = False,
+    backend: str = "sdpa",
+    layout: str = "packed",
+    mlp: str = "all",
+    gate: str = "selected",
+) -> SPABlock:
     torch.manual_seed(0)
-    return SPABlock(C, HEADS, M, shift=shift, backend=backend, layout=layout)
+    return SPABlock(C, HEADS, M, shift=shift, backend=backend, layout=layout, mlp=mlp, gate=gate)
 
 
 def random_keep(shape, ratio, seed):
@@ -49,12 +59,13 @@ def selections():
 CASES = selections()
 
 
+@pytest.mark.parametrize("mlp,gate", MODES, ids=MODE_IDS)
 @pytest.mark.parametrize("shift", [False, True])
 @pytest.mark.parametrize("name,shape,keep,valid", CASES, ids=[c[0] for c in CASES])
-def test_sdpa_equals_reference_outputs_and_gradients(name, shape, keep, valid, shift):
+def test_sdpa_equals_reference_outputs_and_gradients(name, shape, keep, valid, shift, mlp, gate):
     results = []
     for backend in ("sdpa", "reference"):
-        block = make_block(shift, backend).train()
+        block = make_block(shift, backend, mlp=mlp, gate=gate).train()
         x = torch.randn(*shape, C, generator=torch.Generator().manual_seed(2), requires_grad=True)
         out, sel = block(x, keep=keep, valid=valid)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
@@ -116,9 +127,40 @@ def test_unselected_tokens_get_exactly_the_mlp_update(shift):
     assert not torch.allclose(out[keep], expected[keep])
 
 
+@pytest.mark.parametrize("mlp,gate", MODES, ids=MODE_IDS)
+def test_mlp_selected_leaves_unselected_tokens_untouched_and_gate_all_gates_their_mlp_input(mlp, gate):
+    block = make_block(True, mlp=mlp, gate=gate).train()
+    x = torch.randn(2, 8, 12, C)
+    keep = random_keep((2, 8, 12), 0.4, 5)
+    out, sel = block(x, keep=keep)
+    if mlp == "selected":
+        expected = x
+    elif gate == "all":
+        expected = x + block.mlp(block.norm2(x) * torch.sigmoid(sel.logits).unsqueeze(-1))
+    else:
+        expected = x + block.mlp(block.norm2(x))
+    assert torch.equal(out[~keep], expected[~keep])
+    assert not torch.allclose(out[keep], expected[keep])
+
+
+@pytest.mark.parametrize("gate", ["selected", "all"])
+def test_gate_all_lets_the_task_loss_reach_a_dropped_tokens_score(gate):
+    """Eq. 5 on every token: with gate='all' the loss has a gradient at unselected tokens' scores;
+    with gate='selected' only selected tokens' scores get one (a given keep: no straight-through)."""
+    block = make_block(mlp="all", gate=gate).train()
+    keep = random_keep((2, 8, 12), 0.4, 7)
+    out, sel = block(torch.randn(2, 8, 12, C), keep=keep)
+    sel.logits.retain_grad()
+    out.square().mean().backward()
+    assert (sel.logits.grad[keep] != 0).all()
+    dropped = sel.logits.grad[~keep]
+    assert (dropped != 0).all() if gate == "all" else (dropped == 0).all()
+
+
+@pytest.mark.parametrize("mlp,gate", MODES, ids=MODE_IDS)
 @pytest.mark.parametrize("backend", ["sdpa", "reference"])
-def test_no_nan_with_empty_selection_and_padding(backend):
-    block = make_block(True, backend).train()
+def test_no_nan_with_empty_selection_and_padding(backend, mlp, gate):
+    block = make_block(True, backend, mlp=mlp, gate=gate).train()
     x = torch.randn(2, 7, 10, C, requires_grad=True)
     valid = torch.zeros(2, 7, 10, dtype=torch.bool)
     valid[0, :3, :2] = True  # image 1 is all padding
@@ -131,20 +173,22 @@ def test_no_nan_with_empty_selection_and_padding(backend):
         assert torch.isfinite(sel.ratio(valid)[0])
 
 
-def test_empty_selection_returns_input_plus_mlp():
-    block = make_block().eval()
+@pytest.mark.parametrize("mlp", ["all", "selected"])
+def test_empty_selection_returns_input_plus_mlp_or_the_input(mlp):
+    block = make_block(mlp=mlp).eval()
     x = torch.randn(2, 8, 12, C)
     with torch.no_grad():
         out, sel = block(x, keep=torch.zeros(2, 8, 12, dtype=torch.bool))
     assert sel.num_containers == 0
-    assert torch.equal(out, x + block.mlp(block.norm2(x)))
+    assert torch.equal(out, x + block.mlp(block.norm2(x)) if mlp == "all" else x)
 
 
+@pytest.mark.parametrize("mlp,gate", MODES, ids=MODE_IDS)
 @pytest.mark.parametrize("shift", [False, True])
-def test_empty_selection_still_gives_every_parameter_a_zero_gradient(shift):
+def test_empty_selection_still_gives_every_parameter_a_zero_gradient(shift, mlp, gate):
     """DDP with find_unused_parameters=False needs every parameter in the graph, even when a
     background-only batch selects nothing."""
-    block = make_block(shift).train()
+    block = make_block(shift, mlp=mlp, gate=gate).train()
     x = torch.randn(2, 8, 8, C)
     out, sel = block(x, keep=torch.zeros(2, 8, 8, dtype=torch.bool))
     out.sum().backward()
@@ -152,6 +196,8 @@ def test_empty_selection_still_gives_every_parameter_a_zero_gradient(shift):
     for name, p in block.named_parameters():
         assert p.grad is not None, name
     assert block.attn.qkv.weight.grad.abs().sum() == 0
+    if mlp == "selected":
+        assert all(p.grad.abs().sum() == 0 for p in [*block.mlp.parameters(), *block.norm2.parameters()])
 
 
 def test_gate_learns_through_straight_through_selection():
@@ -205,6 +251,12 @@ def test_bad_arguments_raise_clear_errors():
         SPABlock(C, HEADS, M, backend="xformers")
     with pytest.raises(ValueError, match="layout should be 'packed' or 'padded', got 'ragged'"):
         SPABlock(C, HEADS, M, layout="ragged")
+    with pytest.raises(ValueError, match="mlp should be 'all' or 'selected', got 'some'"):
+        SPABlock(C, HEADS, M, mlp="some")
+    with pytest.raises(ValueError, match="gate should be 'selected' or 'all', got 'none'"):
+        SPABlock(C, HEADS, M, gate="none")
+    with pytest.raises(ValueError, match="gate='all' gates the MLP input of unselected tokens"):
+        SPABlock(C, HEADS, M, mlp="selected", gate="all")
     with pytest.raises(ValueError, match="dim should be divisible by num_heads, got dim=32, num_heads=3"):
         SPABlock(C, 3, M)
     with pytest.raises(
@@ -213,8 +265,9 @@ def test_bad_arguments_raise_clear_errors():
         make_block()(torch.randn(1, 8, 12, C), score_up=torch.zeros(1, 4, 4))
 
 
-def test_bf16_autocast_forward_backward_is_finite_and_close_to_fp32():
-    block = make_block(True).train()
+@pytest.mark.parametrize("mlp", ["all", "selected"])
+def test_bf16_autocast_forward_backward_is_finite_and_close_to_fp32(mlp):
+    block = make_block(True, mlp=mlp).train()
     x = torch.randn(2, 8, 12, C, requires_grad=True)
     keep = random_keep((2, 8, 12), 0.5, 6)
     reference, _ = block(x, keep=keep)

@@ -21,18 +21,31 @@ def counted_macs(fn) -> int:
     return counter.get_total_flops() // 2
 
 
+@pytest.mark.parametrize("mlp,gate", [("all", "selected"), ("selected", "selected"), ("all", "all")])
 @pytest.mark.parametrize("backend", ["reference", "sdpa"])
 @pytest.mark.parametrize("ratio", [0.0, 0.1, 0.5, 1.0])
-def test_spa_block_macs_equal_flop_counter(backend, ratio):
+def test_spa_block_macs_equal_flop_counter(backend, ratio, mlp, gate):
     B, H, W, C, M = 2, 10, 17, 64, 7
-    block = SPABlock(C, 4, M, shift=True, backend=backend).eval()
+    block = SPABlock(C, 4, M, shift=True, backend=backend, mlp=mlp, gate=gate).eval()
     x = torch.randn(B, H, W, C)
     keep = torch.rand(B, H, W, generator=torch.Generator().manual_seed(0)) < ratio
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
         macs = counted_macs(lambda: block(x, keep=keep))
         num_containers = block(x, keep=keep)[1].num_containers
     assert num_containers == -(-int(keep.sum()) // (M * M))
-    assert macs == spa_block_macs(B, H, W, C, M, num_containers)
+    assert macs == spa_block_macs(B, H, W, C, M, num_containers, mlp=mlp, num_selected=int(keep.sum()))
+
+
+def test_spa_block_macs_of_the_two_readings():
+    B, H, W, C, M, T = 2, 50, 80, 384, 7, 2000
+    containers = -(-T // 49)
+    full = spa_block_macs(B, H, W, C, M, containers)
+    sparse = spa_block_macs(B, H, W, C, M, containers, mlp="selected", num_selected=T)
+    assert full - sparse == 2 * (B * H * W - T) * C * 4 * C
+    with pytest.raises(ValueError, match="mlp='selected' needs num_selected"):
+        spa_block_macs(B, H, W, C, M, containers, mlp="selected")
+    with pytest.raises(ValueError, match="mlp should be 'all' or 'selected', got 'none'"):
+        spa_block_macs(B, H, W, C, M, containers, mlp="none")
 
 
 def test_swin_block_macs_equal_flop_counter_on_torchvision():

@@ -32,22 +32,23 @@ def _stage_geometry(height, width):
     return [(384, height // 16, width // 16), (768, height // 32, width // 32)]
 
 
-@pytest.mark.parametrize("ratio", [1.0, 0.25])
-def test_spt_macs_follow_the_closed_forms(ratio):
+@pytest.mark.parametrize("ratio,mlp", [(1.0, "all"), (0.25, "all"), (0.25, "selected")])
+def test_spt_macs_follow_the_closed_forms(ratio, mlp):
     """count_macs(SPT-T/12 with fixed-ratio keep masks) == Swin-T's count with every stage-3/4 Swin
     block replaced by spa-core's SPA block formula (with the containers actually used) + the s0 gate."""
-    H, W = 224, 320
+    H, W = 160, 224
     x = torch.randn(1, 3, H, W)
     keep = random_stage_keep(1, H, W, ratio, generator=torch.Generator().manual_seed(0))
-    model = create_model("spt_t12", selection="given")
+    model = create_model("spt_t12", selection="given", mlp=mlp)
     macs = count_macs(model, x, keep=keep)
     with torch.no_grad():
         _, info = model.eval()(x, keep=keep)
     expected = count_macs(create_model("swin_t"), x)
     (c3, h3, w3), (c4, h4, w4) = _stage_geometry(H, W)
-    for containers, stride in zip(info.num_containers, info.strides):
+    for containers, stride, kept in zip(info.num_containers, info.strides, info.keep):
         c, h, w = (c3, h3, w3) if stride == 16 else (c4, h4, w4)
-        expected += spa_block_macs(1, h, w, c, 7, containers) - swin_block_macs(1, h, w, c, 7)
+        spa = spa_block_macs(1, h, w, c, 7, containers, mlp=mlp, num_selected=int(kept.sum()))
+        expected += spa - swin_block_macs(1, h, w, c, 7)
     expected += (H // 8) * (W // 8) * 192  # the stage-2 gate, Linear(192, 1) on every H/8 token
     assert macs == expected
     selected = round(ratio * h3 * w3)

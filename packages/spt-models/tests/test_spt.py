@@ -115,9 +115,13 @@ def test_stage4_scores_take_stage3_scores():
 
 
 def test_backend_override_reaches_every_block():
-    model = create_model("spt_t", backend="reference", layout="padded", threshold=0.2, keep_ratio=0.3)
+    model = create_model(
+        "spt_t", backend="reference", layout="padded", threshold=0.2, keep_ratio=0.3, mlp="all", gate="all"
+    )
     blocks = [*model.features[5], *model.features[7]]
     assert {b.attn.backend for b in blocks} == {"reference"}
+    assert {b.mlp_mode for b in blocks} == {"all"} and {b.gate_mode for b in blocks} == {"all"}
+    assert {b.mlp_mode for b in [*create_model("spt_t12", mlp="selected").features[7]]} == {"selected"}
     assert {b.layout for b in blocks} == {"padded"} and {b.threshold for b in blocks} == {0.2}
     assert {b.keep_ratio for b in blocks} == {0.3}
 

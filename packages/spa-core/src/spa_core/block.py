@@ -5,7 +5,21 @@ B' containers, T selected tokens.
 
     x -> LN -> gate (+ finer scores, eq. 4) -> select (eq. 6) -> gated features (eq. 5) of the
       selected tokens, packed in window-partition order -> QKV / MSA / proj in containers
-      -> added back to x at the selected positions only  -> LN -> MLP on all tokens -> residual
+      -> added back to x at the selected positions only  -> LN -> MLP -> residual
+
+Two readings of the paper, both switchable (DESIGN §7):
+
+``mlp="all"`` (default, the paper's text: "negative tokens are directly passed to the feedforward
+network"): the MLP runs on every token. ``mlp="selected"``: unselected tokens skip attention and
+MLP alike (identity), as SparseViT's dropped windows; the MLP runs on the T selected tokens only,
+which is the only reading under which the paper's FLOPs tables can be reached.
+
+``gate="selected"`` (default): eq. 5's ``sigmoid(s) * LN(x)`` is formed for the selected tokens
+(the attention input), so the task loss reaches only selected tokens' scores. ``gate="all"``:
+eq. 5 for every token, as the paper defines ``r_g``: an unselected token passes its gated
+features to the MLP, ``x + MLP(sigmoid(s) * LN2(x))``, so the task loss reaches a dropped token's
+score too (our reading of "negative tokens are directly passed to the feedforward network"; with
+``mlp="selected"`` an unselected token reaches no MLP, so that pair is refused).
 
 Parameter names follow torchvision's ``SwinTransformerBlock`` (``norm1``, ``attn.qkv``,
 ``attn.proj``, ``attn.relative_position_bias_table``, ``norm2``, ``mlp.0``, ``mlp.3``), so a
@@ -16,6 +30,7 @@ buffer: SPA computes offsets from true positions). The block adds ``gate.proj``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +41,11 @@ from .gate import Gate, gate_features, multiscale_score
 from .packing import Layout, pack_plan
 from .selection import select_tokens, select_top_ratio
 from .window import window_layout
+
+MLPMode = Literal["all", "selected"]
+GateMode = Literal["selected", "all"]
+MLP_MODES: tuple[str, ...] = ("all", "selected")
+GATE_MODES: tuple[str, ...] = ("selected", "all")
 
 
 @dataclass
@@ -120,6 +140,9 @@ class SPABlock(nn.Module):
             of thresholding (the fixed-ratio baseline, App. B.4 / Fig. 6).
         layout: ``"packed"`` (SPA) or ``"padded"`` (pad each image to the batch max; baseline).
         backend: ``"sdpa"``, ``"reference"`` or ``"flex"`` (see :mod:`spa_core.attention`).
+        mlp: ``"all"`` (MLP on every token) or ``"selected"`` (unselected tokens are untouched).
+        gate: ``"selected"`` (eq. 5 on selected tokens) or ``"all"`` (also on the MLP input of
+            unselected tokens). See the module docstring for both readings.
     """
 
     def __init__(
@@ -138,11 +161,23 @@ class SPABlock(nn.Module):
         drop_path: float = 0.0,
         layout: Layout = "packed",
         backend: Backend = "sdpa",
+        mlp: MLPMode = "all",
+        gate: GateMode = "selected",
         norm_layer: type[nn.Module] = nn.LayerNorm,
     ) -> None:
         super().__init__()
         if layout not in ("packed", "padded"):
             raise ValueError(f"layout should be 'packed' or 'padded', got {layout!r}")
+        if mlp not in MLP_MODES:
+            raise ValueError(f"mlp should be 'all' or 'selected', got {mlp!r}")
+        if gate not in GATE_MODES:
+            raise ValueError(f"gate should be 'selected' or 'all', got {gate!r}")
+        if mlp == "selected" and gate == "all":
+            raise ValueError(
+                "gate='all' gates the MLP input of unselected tokens, which skip the MLP with "
+                "mlp='selected'; use gate='selected' with mlp='selected'"
+            )
+        self.mlp_mode, self.gate_mode = mlp, gate
         self.window_size, self.shift = window_size, window_size // 2 if shift else 0
         if keep_ratio is not None and not 0.0 <= keep_ratio <= 1.0:
             raise ValueError(f"keep_ratio should be in [0, 1], got {keep_ratio}")
@@ -171,10 +206,28 @@ class SPABlock(nn.Module):
         keep: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, BlockSelection]:
-        """x [B, H, W, C] -> (x [B, H, W, C], selection): :meth:`attend`, then the MLP on all tokens."""
-        x, selection = self.attend(x, score_up, valid, keep, generator)
-        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
-        return x, selection
+        """x [B, H, W, C] -> (x [B, H, W, C], selection): attention on the selected tokens (see
+        :meth:`attend` for the arguments), then the MLP on all tokens or on the selected ones."""
+        B, H, W, C = x.shape
+        xn, logits, weight, keep = self._select(x, score_up, valid, keep, generator)
+        rows, image, update, num_containers = self._attention(xn, logits, weight, keep)
+        update = update.to(x.dtype) if update is not None else None  # the residual stream keeps its dtype
+        flat = x.reshape(-1, C)  # [B*H*W, C]
+        if self.mlp_mode == "selected":
+            if rows is not None:  # attention and MLP on the T selected rows, one scatter
+                mid = flat[rows] + update  # [T, C]
+                mlp = drop_path(self.mlp(self.norm2(mid)), self.drop_path_rate, self.training, image, B)
+                x = flat.index_add(0, rows, update + mlp.to(x.dtype)).view(B, H, W, C)
+        else:
+            if rows is not None:
+                x = flat.index_add(0, rows, update).view(B, H, W, C)
+            h = self.norm2(x)  # [B, H, W, C]
+            if self.gate_mode == "all":  # eq. 5 on the MLP input of unselected tokens
+                h = h * torch.where(keep, 1.0, torch.sigmoid(logits)).unsqueeze(-1).to(h.dtype)
+            x = x + drop_path(self.mlp(h), self.drop_path_rate, self.training)
+        if rows is None and torch.is_grad_enabled():
+            x = x + self._exact_zero(logits)
+        return x, BlockSelection(logits, keep, num_containers)
 
     def attend(
         self,
@@ -192,6 +245,23 @@ class SPABlock(nn.Module):
         the gate still scales the features (eq. 5).
         """
         B, H, W, C = x.shape
+        xn, logits, weight, keep = self._select(x, score_up, valid, keep, generator)
+        rows, _, update, num_containers = self._attention(xn, logits, weight, keep)
+        if rows is not None:
+            x = x.reshape(-1, C).index_add(0, rows, update.to(x.dtype)).view(B, H, W, C)
+        elif torch.is_grad_enabled():
+            x = x + self._exact_zero(logits)
+        return x, BlockSelection(logits, keep, num_containers)
+
+    def _select(
+        self,
+        x: Tensor,
+        score_up: Tensor | None,
+        valid: Tensor | None,
+        keep: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x [B, H, W, C] -> (LN(x) [B, H, W, C], logits [B, H, W], weight [B, H, W], keep [B, H, W] bool)."""
         xn = self.norm1(x)
         logits = multiscale_score(self.gate(xn), score_up)  # [B, H, W]
         if keep is None and self.keep_ratio is not None:
@@ -208,27 +278,32 @@ class SPABlock(nn.Module):
         else:
             keep = keep if valid is None else keep & valid
             weight = keep.to(x.dtype)
+        return xn, logits, weight, keep
 
-        layout = window_layout(H, W, self.window_size, self.shift, x.device)
+    def _attention(
+        self, xn: Tensor, logits: Tensor, weight: Tensor, keep: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, int]:
+        """Pack the selected tokens, attend, unpack -> (rows [T] into x.view(B*H*W, C), image [T] of
+        each row, attention update [T, C], containers B'); (None, None, None, 0) if nothing is selected."""
+        B, H, W, C = xn.shape
+        layout = window_layout(H, W, self.window_size, self.shift, xn.device)
         inside = layout.source >= 0  # [Np]
         keep_w = keep.flatten(1)[:, layout.source.clamp(min=0)] & inside  # [B, Np] window-partition order
         plan = pack_plan(keep_w, self.window_size**2, self.layout)
-        if plan.num_tokens:
-            image, cell = plan.index // keep_w.shape[1], plan.index % keep_w.shape[1]  # [T], [T]
-            rows = image * (H * W) + layout.source[cell]  # [T] into x.view(B * H * W, C)
-            gated = gate_features(xn.reshape(-1, C)[rows], logits.flatten()[rows])  # [T, C] eq. 5
-            tokens = plan.to_slots(gated * weight.flatten()[rows].unsqueeze(1))  # [B', L, C] x eq. 6 mask
-            pos = plan.to_slots(layout.pos[cell])  # [B', L, 2]
-            group = attention_groups(plan.image_id, plan.to_slots(layout.region[cell]))  # [B', L]
-            out = plan.from_slots(self.attn(tokens, pos, group))  # [T, C]
-            out = drop_path(out, self.drop_path_rate, self.training, sample=image, batch=B)
-            x = x.reshape(-1, C).index_add(0, rows, out.to(x.dtype)).view(B, H, W, C)
-        elif torch.is_grad_enabled():
-            x = x + self._exact_zero(logits)
-        return x, BlockSelection(logits, keep, plan.num_containers)
+        if not plan.num_tokens:
+            return None, None, None, 0
+        image, cell = plan.index // keep_w.shape[1], plan.index % keep_w.shape[1]  # [T], [T]
+        rows = image * (H * W) + layout.source[cell]  # [T] into x.view(B * H * W, C)
+        gated = gate_features(xn.reshape(-1, C)[rows], logits.flatten()[rows])  # [T, C] eq. 5
+        tokens = plan.to_slots(gated * weight.flatten()[rows].unsqueeze(1))  # [B', L, C] x eq. 6 mask
+        pos = plan.to_slots(layout.pos[cell])  # [B', L, 2]
+        group = attention_groups(plan.image_id, plan.to_slots(layout.region[cell]))  # [B', L]
+        out = plan.from_slots(self.attn(tokens, pos, group))  # [T, C]
+        out = drop_path(out, self.drop_path_rate, self.training, sample=image, batch=B)
+        return rows, image, out, plan.num_containers
 
     def _exact_zero(self, logits: Tensor) -> Tensor:
-        """0, connected to the attention weights and the scores: with nothing selected they still get
-        an (exactly zero) gradient, so DDP with ``find_unused_parameters=False`` sees them used
-        (background-only batches select nothing)."""
-        return 0.0 * (logits.sum() + sum(p.sum() for p in self.attn.parameters()))
+        """0, connected to every parameter and the scores: with nothing selected, the attention
+        weights (and with ``mlp="selected"`` the MLP's) still get an (exactly zero) gradient, so DDP
+        with ``find_unused_parameters=False`` sees them used (background-only batches select nothing)."""
+        return 0.0 * (logits.sum() + sum(p.sum() for p in self.parameters()))

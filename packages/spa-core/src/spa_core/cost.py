@@ -45,10 +45,29 @@ def mlp_macs(num_tokens: int, C: int, mlp_ratio: float = 4.0) -> int:
 
 
 def spa_block_macs(
-    B: int, H: int, W: int, C: int, M: int, num_containers: int, mlp_ratio: float = 4.0
+    B: int,
+    H: int,
+    W: int,
+    C: int,
+    M: int,
+    num_containers: int,
+    mlp_ratio: float = 4.0,
+    *,
+    mlp: str = "all",
+    num_selected: int | None = None,
 ) -> int:
-    """One :class:`~spa_core.block.SPABlock` forward: SPA attention + MLP on all B * H * W tokens."""
-    return spa_attention_macs(B * H * W, C, M * M, num_containers) + mlp_macs(B * H * W, C, mlp_ratio)
+    """One :class:`~spa_core.block.SPABlock` forward: SPA attention + the MLP on all B * H * W tokens
+    (``mlp="all"``) or on the ``num_selected`` (T) selected tokens only (``mlp="selected"``).
+    The ``gate`` option adds element-wise work only and does not change the count."""
+    if mlp == "all":
+        mlp_tokens = B * H * W
+    elif mlp == "selected":
+        if num_selected is None:
+            raise ValueError("mlp='selected' needs num_selected, the number of selected tokens T")
+        mlp_tokens = num_selected
+    else:
+        raise ValueError(f"mlp should be 'all' or 'selected', got {mlp!r}")
+    return spa_attention_macs(B * H * W, C, M * M, num_containers) + mlp_macs(mlp_tokens, C, mlp_ratio)
 
 
 def swin_block_macs(B: int, H: int, W: int, C: int, M: int, mlp_ratio: float = 4.0) -> int:

@@ -37,6 +37,7 @@ from torchvision.models.swin_transformer import PatchMerging
 
 from spa_core import BlockSelection, Gate, SPABlock, selection_loss
 from spa_core.attention import Backend
+from spa_core.block import GateMode, MLPMode
 from spa_core.packing import Layout
 
 from .backbone import STAGE_NAMES, Backbone, stages
@@ -65,6 +66,8 @@ class SPTConfig:
     selection: Selection = "gate"  # "gate": learned; "given": forward(x, keep={16: ..., 32: ...})
     backend: Backend = "sdpa"  # packed-attention backend of every SPA block: "sdpa", "reference", "flex"
     layout: Layout = "packed"  # "packed" (SPA) or "padded" (pad every image to the batch max; baseline)
+    mlp: MLPMode = "all"  # SPA blocks' MLP on "all" tokens (paper text) or on "selected" ones only
+    gate: GateMode = "selected"  # eq. 5 on "selected" tokens, or on "all" (unselected: the MLP input)
 
 
 SPT_T16 = SPTConfig(embed_dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), extra_blocks=4, drop_path=0.2)
@@ -152,6 +155,8 @@ class SPTBackbone(Backbone):
         selection: Selection = "gate",
         backend: Backend = "sdpa",
         layout: Layout = "packed",
+        mlp: MLPMode = "all",
+        gate: GateMode = "selected",
     ) -> None:
         super().__init__()
         if len(depths) != 4 or len(heads) != 4:
@@ -182,6 +187,8 @@ class SPTBackbone(Backbone):
                     drop_path=rates[first[i] + j],
                     layout=layout,
                     backend=backend,
+                    mlp=mlp,
+                    gate=gate,
                 )
                 for j in range(stage_depths[i])
             )
