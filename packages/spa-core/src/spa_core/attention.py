@@ -9,7 +9,8 @@ looked up by the true 2-D offset of the two tokens, clamped to the table.
 Backends, all agreeing to 1e-5 in fp32:
 ``reference`` explicit matmul + softmax (tests, FLOP counting), ``sdpa``
 ``F.scaled_dot_product_attention`` with an additive mask (CPU and GPU, train and eval),
-``flex`` FlexAttention with a score_mod and a block mask (GPU; no CPU backward).
+``flex`` FlexAttention with a score_mod and a block mask (GPU; no CPU backward), ``auto``
+``flex`` for CUDA tensors without attention dropout, ``sdpa`` otherwise (:func:`resolve_backend`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ from torch import Tensor
 
 from .window import relative_position_index
 
-Backend = Literal["sdpa", "reference", "flex"]
-BACKENDS: tuple[str, ...] = ("sdpa", "reference", "flex")
+Backend = Literal["sdpa", "reference", "flex", "auto"]
+BACKENDS: tuple[str, ...] = ("sdpa", "reference", "flex", "auto")
 NUM_REGIONS = 9  # Swin's 3 x 3 shift regions
+
+
+def resolve_backend(backend: Backend, device: torch.device, dropout: float = 0.0) -> Backend:
+    """``"auto"`` -> ``"flex"`` on CUDA without attention dropout (flex has none), else ``"sdpa"``;
+    any other backend is returned unchanged."""
+    if backend != "auto":
+        return backend
+    return "flex" if device.type == "cuda" and not dropout else "sdpa"
 
 
 def attention_groups(image_id: Tensor, region: Tensor) -> Tensor:
@@ -61,6 +70,7 @@ def packed_attention(
     q, k, v [B', nH, L, d]; table [(2M-1)^2, nH]; pos [B', L, 2] long; group [B', L] long
     -> [B', nH, L, d]. Queries are scaled by d ** -0.5.
     """
+    backend = resolve_backend(backend, q.device, dropout)
     if backend == "sdpa":
         mask = attention_bias(table, pos, group, window).to(q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
@@ -128,9 +138,11 @@ def flex_packed_attention(
     def mask_mod(b, h, qi, ki):
         return group[b, qi] == group[b, ki]
 
-    block_mask = create_block_mask(mask_mod, Bc, None, L, L, device=q.device)
+    cuda = q.device.type == "cuda"
+    # one block mask per call (one SPA block): container blocks whose tokens share no group are skipped
+    block_mask = create_block_mask(mask_mod, Bc, None, L, L, device=q.device, _compile=cuda)
     global _compiled_flex
-    if q.device.type == "cuda":
+    if cuda:
         if _compiled_flex is None:
             _compiled_flex = torch.compile(flex_attention, dynamic=True)
         return _compiled_flex(q, k, v, score_mod=score_mod, block_mask=block_mask)
