@@ -5,7 +5,8 @@ Shapes are SPT-T's stages 3 and 4 at a 1280x800 input (B=2): 50x80 tokens, C=384
 masks (seeded), so the gate's choices do not blur the cost. Candidates of one setting are timed
 round-robin (warm-up, then the median of repeats) so drift on a shared machine hits them alike;
 each time ratio is printed beside the MAC ratio of the closed forms (``spa_core.cost``).
-A heterogeneous batch (B=8, per-image ratios spread 0.05-0.6) compares packed and padded
+SPA runs under both readings of its cost: ``spa`` (``mlp="all"``, the MLP on every token) and
+``spa-sel`` (``mlp="selected"``, unselected tokens untouched). A heterogeneous batch (B=8, per-image ratios spread 0.05-0.6) compares packed and padded
 containers on the attention half of the block (the MLP runs on all tokens in both).
 
     python packages/spa-core/benchmarks/bench_spa.py [--out results/bench_spa.json] [--repeats 5]
@@ -82,14 +83,17 @@ def homogeneous(
     B, H, W, C, heads = SHAPES[shape_name]
     torch.manual_seed(0)
     swin = swin_block(C, heads, shift=True).to(device)
-    spa = SPABlock(C, heads, M, shift=True).to(device)
-    padded = SPABlock(C, heads, M, shift=True, layout="padded").to(device)
+    blocks = {
+        "spa": SPABlock(C, heads, M, shift=True).to(device),
+        "spa-sel": SPABlock(C, heads, M, shift=True, mlp="selected").to(device),
+        "padded": SPABlock(C, heads, M, shift=True, layout="padded").to(device),
+    }
     x = torch.randn(B, H, W, C, device=device)
     keeps = {r: fixed_ratio_keep((B, H, W), [r] * B).to(device) for r in RATIOS}
     fns = {"swin": lambda: run(lambda: swin(x), backward)}
     for r in RATIOS:
-        fns[f"spa@{r}"] = lambda r=r: run(lambda: spa(x, keep=keeps[r])[0], backward)
-        fns[f"padded@{r}"] = lambda r=r: run(lambda: padded(x, keep=keeps[r])[0], backward)
+        for name, block in blocks.items():
+            fns[f"{name}@{r}"] = lambda r=r, block=block: run(lambda: block(x, keep=keeps[r])[0], backward)
     times = time_round_robin(fns, warmup, repeats)
     swin_macs = swin_block_macs(B, H, W, C, M)
     rows = []
@@ -102,10 +106,11 @@ def homogeneous(
             per_image = keep.flatten(1).sum(1)
             containers = (
                 -(-int(per_image.sum()) // (M * M))
-                if layout == "spa"
+                if layout != "padded"
                 else B * -(-int(per_image.max()) // (M * M))
             )
-            macs = spa_block_macs(B, H, W, C, M, containers)
+            mlp = "selected" if layout == "spa-sel" else "all"
+            macs = spa_block_macs(B, H, W, C, M, containers, mlp=mlp, num_selected=int(per_image.sum()))
         rows.append(
             {
                 "shape": shape_name,
@@ -153,12 +158,30 @@ def heterogeneous(backward: bool, warmup: int, repeats: int, device: torch.devic
     }
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= low."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"should be an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("results/bench_spa.json"))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=fmt)
+    parser.add_argument("--out", type=Path, default=Path("results/bench_spa.json"), help="JSON file")
+    parser.add_argument("--repeats", type=at_least(1), default=5, help="timed rounds")
+    parser.add_argument("--warmup", type=at_least(0), default=1, help="untimed rounds")
+    parser.add_argument(
+        "--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES), help="block shapes"
+    )
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
@@ -166,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for shape in args.shapes:
         for backward in (False, True):
+            print(f"timing {shape} {'fwd+bwd' if backward else 'fwd'} ...", file=sys.stderr, flush=True)
             rows += homogeneous(shape, backward, args.warmup, args.repeats, device)
     print(
         f"{'shape':7} {'pass':8} {'model':7} {'ratio':>5} {'ms':>9} {'time/swin':>9} {'MAC/swin':>9} {'time/MAC':>8}"
@@ -175,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['shape']:7} {r['pass']:8} {r['model']:7} {r['ratio']:5.2f} {r['ms']:9.1f} "
             f"{r['time_ratio']:9.3f} {r['mac_ratio']:9.3f} {r['time_ratio'] / r['mac_ratio']:8.3f}"
         )
+    print(
+        "time/swin: median block time / the Swin block's; MAC/swin: closed-form MACs / the Swin block's;\n"
+        "time/MAC: time/swin over MAC/swin (1.0: time falls exactly with MACs; target <= 1.10).\n"
+        "spa: mlp='all' (MLP on every token); spa-sel: mlp='selected'; padded: mlp='all', each image\n"
+        "padded to the batch max of containers.",
+        flush=True,
+    )
+    print("timing the heterogeneous batch ...", file=sys.stderr, flush=True)
     hetero = [heterogeneous(backward, args.warmup, args.repeats, device) for backward in (False, True)]
     print("\nheterogeneous batch, B=8, stage3 shape, attention half (select+pack+MSA+scatter):")
     print(
@@ -185,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{h['pass']:8} {h['packed_ms']:10.1f} {h['padded_ms']:10.1f} {h['time_ratio']:10.3f} "
             f"{h['token_ratio']:16.3f} {h['mac_ratio']:9.3f}"
         )
+    print(
+        "time ratio: packed / padded time; sum n/(B max n): selected tokens over the tokens padding to the\n"
+        "batch max holds (the ideal time ratio); MAC ratio: closed-form attention MACs, packed / padded.",
+        flush=True,
+    )
 
     result = {
         "environment": {
@@ -205,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(args.out)
-    print(f"\nwrote {args.out} in {result['seconds']:.0f} s")
+    print(f"\nwrote {args.out} in {result['seconds']:.0f} s", flush=True)
     return 0
 
 

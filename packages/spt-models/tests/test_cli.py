@@ -1,6 +1,9 @@
-"""`spt-models profile`: table on stdout, JSON with the environment, written atomically."""
+"""`spt-models profile` and `bench`: table on stdout, JSON with the environment, written atomically;
+bad arguments are one usage line (exit 2) before any work, and --help does not import torch."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -43,6 +46,78 @@ def test_parse_size_is_width_by_height():
         parse_size("1280")
 
 
-def test_unknown_model_is_an_error():
-    with pytest.raises(SystemExit, match="unknown model"):
-        main(["profile", "--models", "swin_x", "--repeats", "0"])
+def usage_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("usage: spt-models")
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["profile", "--repeats", "-3"], "argument --repeats: should be an integer >= 0, got '-3'"),
+        (["profile", "--batch", "-1"], "argument --batch: should be an integer >= 1, got '-1'"),
+        (["profile", "--batch", "two"], "argument --batch: should be an integer, got 'two'"),
+        (["profile", "--ratio", "1.5"], "argument --ratio: should be a number in [0, 1], got '1.5'"),
+        (["profile", "--device", "gpu"], "argument --device: should be cpu, cuda or cuda:N, got 'gpu'"),
+        (
+            ["profile", "--size", "1280"],
+            "argument --size: size should be WIDTHxHEIGHT, e.g. 1280x800, got '1280'",
+        ),
+        (["bench", "--ratios", "0.5", "most"], "argument --ratios: should be a number in [0, 1], got 'most'"),
+        (["bench", "--repeats", "0"], "argument --repeats: should be an integer >= 1, got '0'"),
+        (["bench", "--mlp", "some"], "argument --mlp: invalid choice: 'some' (choose from "),
+    ],
+)
+def test_bad_arguments_are_one_usage_line(args, message, capsys, tmp_path):
+    last = usage_error([*args, "--out", str(tmp_path / "x.json")], capsys)
+    assert last.startswith(f"spt-models {args[0]}: error: {message}")
+
+
+def test_unknown_model_is_a_usage_error(capsys, tmp_path):
+    last = usage_error(["profile", "--models", "swin_x", "--out", str(tmp_path / "p.json")], capsys)
+    assert last.startswith("spt-models: error: unknown model(s) ['swin_x']; known models: dat_s, dat_t")
+
+
+def test_unwritable_output_is_refused_before_any_work(capsys):
+    last = usage_error(["profile", "--models", "swin_x", "--out", "/proc/nope/p.json"], capsys)
+    assert last.startswith("spt-models: error: --out /proc/nope/p.json: cannot write there (")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_device_without_cuda_is_a_usage_error(capsys, tmp_path):
+    last = usage_error(["profile", "--device", "cuda", "--out", str(tmp_path / "p.json")], capsys)
+    assert last.startswith("spt-models: error: --device cuda: CUDA is not available on this machine")
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from spt_models.cli import main\n"
+        "try:\n    main(['bench', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--macs-size" in result.stdout and "(default: 1280x800)" in result.stdout
+
+
+def test_bench_prints_ratio_tables_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--baselines", "swin_t", "--spt", "spt_t12", "--ratios", "0.25", "spread"]
+    argv += ["--mlp", "selected", "--size", "64x64", "--no-macs", "--batches", "2", "--warmup", "0"]
+    assert main([*argv, "--repeats", "1", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "spt_t12 mlp=selected r=spread" in table and "FPS b2/S" in table and "step/S" in table
+    assert "X/S, X/D: the row's value / Swin-T's" in table  # the legend explains the columns
+    doc = json.loads(out.read_text())
+    assert {"device", "torch", "threads", "argv"} <= set(doc["environment"])
+    assert doc["input"]["dtype"] == "float32" and doc["input"]["height"] == 64
+    rows = {r["label"]: r for r in doc["rows"]}
+    assert set(rows) == {"swin_t", "spt_t12 mlp=selected r=0.25", "spt_t12 mlp=selected r=spread"}
+    assert rows["swin_t"]["fps_b2/swin_t"] == 1.0 and "fps_b2/dynamicswin_t" not in rows["swin_t"]
+    sparse = rows["spt_t12 mlp=selected r=0.25"]
+    assert sparse["memory_mib"] < rows["swin_t"]["memory_mib"] and sparse["step_ms"] > 0

@@ -8,21 +8,63 @@ One backbone contract (:mod:`spt_models.backbone`): ``forward(x, valid=None, gen
 the model's selection record (SPT :class:`SelectionInfo`, DynamicSwin :class:`PruningInfo`,
 SparseViT :class:`WindowSelection`: each with ``ratio`` ``{stride: [B]}`` and ``losses(labels)``)
 or None (Swin, DAT); timm's ``forward_intermediates(x, indices, output_fmt="NCHW")``. ``vit_s16``
-is the classifier's single-scale backbone and returns ``(cls, tokens)``."""
+is the classifier's single-scale backbone and returns ``(cls, tokens)``.
 
-from .backbone import STAGE_NAMES, Backbone, SelectionRecord
-from .classifier import Classifier, create_classifier
-from .dat import DAT_S, DAT_T, DATBackbone
-from .detection import build_detector, create_detector
-from .dynamicswin import DYNAMICSWIN_B, DYNAMICSWIN_S, DYNAMICSWIN_T, DynamicSwinBackbone, PruningInfo
-from .masks import random_keep, random_stage_keep, token_grid, token_valid
-from .profiling import Throughput, count_macs, count_params, measure_fps
-from .registry import Registry, build, create_model, list_models, register_model
-from .sparsevit import SPARSEVIT_B, SPARSEVIT_S, SPARSEVIT_T, SparseViTBackbone, WindowSelection
-from .spt import SPT_B, SPT_S, SPT_T12, SPT_T16, SelectionInfo, SPTBackbone, SPTConfig
-from .swin import SWIN_B, SWIN_S, SWIN_T, SwinBackbone, SwinConfig
-from .vit import VIT_S16, VisionTransformer
-from .weights import LoadReport, load_swin_weights
+Names are imported on first use (PEP 562), so importing the package does not import torch."""
+
+import importlib
+
+_EXPORTS = {  # name -> submodule; imported on first use, so `import spt_models` (and the CLI's --help) is fast
+    "STAGE_NAMES": "backbone",
+    "Backbone": "backbone",
+    "SelectionRecord": "backbone",
+    "Classifier": "classifier",
+    "create_classifier": "classifier",
+    "DAT_S": "dat",
+    "DAT_T": "dat",
+    "DATBackbone": "dat",
+    "build_detector": "detection",
+    "create_detector": "detection",
+    "DYNAMICSWIN_B": "dynamicswin",
+    "DYNAMICSWIN_S": "dynamicswin",
+    "DYNAMICSWIN_T": "dynamicswin",
+    "DynamicSwinBackbone": "dynamicswin",
+    "PruningInfo": "dynamicswin",
+    "random_keep": "masks",
+    "random_stage_keep": "masks",
+    "token_grid": "masks",
+    "token_valid": "masks",
+    "Throughput": "profiling",
+    "count_macs": "profiling",
+    "count_params": "profiling",
+    "measure_fps": "profiling",
+    "Registry": "registry",
+    "build": "registry",
+    "create_model": "registry",
+    "list_models": "registry",
+    "register_model": "registry",
+    "SPARSEVIT_B": "sparsevit",
+    "SPARSEVIT_S": "sparsevit",
+    "SPARSEVIT_T": "sparsevit",
+    "SparseViTBackbone": "sparsevit",
+    "WindowSelection": "sparsevit",
+    "SPT_B": "spt",
+    "SPT_S": "spt",
+    "SPT_T12": "spt",
+    "SPT_T16": "spt",
+    "SelectionInfo": "spt",
+    "SPTBackbone": "spt",
+    "SPTConfig": "spt",
+    "SWIN_B": "swin",
+    "SWIN_S": "swin",
+    "SWIN_T": "swin",
+    "SwinBackbone": "swin",
+    "SwinConfig": "swin",
+    "VIT_S16": "vit",
+    "VisionTransformer": "vit",
+    "LoadReport": "weights",
+    "load_swin_weights": "weights",
+}
 
 __all__ = [
     "DAT_S",
@@ -76,3 +118,15 @@ __all__ = [
     "token_valid",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -7,6 +7,7 @@ Builders are small functions ``builder(**overrides) -> nn.Module`` registered wi
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -50,6 +51,13 @@ class Registry:
 
 
 _MODELS = Registry()
+_MODEL_MODULES = ("swin", "spt", "dynamicswin", "sparsevit", "dat", "vit")  # they register on import
+
+
+def _import_models() -> None:
+    """Import the package's model modules (once), so their builders are registered."""
+    for module in _MODEL_MODULES:
+        importlib.import_module(f"spt_models.{module}")
 
 
 def register_model(builder: Builder | None = None, *, name: str | None = None):
@@ -59,11 +67,13 @@ def register_model(builder: Builder | None = None, *, name: str | None = None):
 
 def create_model(name: str, **overrides) -> nn.Module:
     """Build a registered model, e.g. ``create_model("spt_t", backend="reference", drop_path=0.0)``."""
+    _import_models()
     return _MODELS.create(name, **overrides)
 
 
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
+    _import_models()
     return _MODELS.names()
 
 
