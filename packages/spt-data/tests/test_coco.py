@@ -111,3 +111,18 @@ def test_uncompressed_rle_and_polygon_masks(tmp_path, write_jpeg, write_json):
     ann = _one_image(write_jpeg, write_json, tmp_path, [2, 1, 3, 2], [[1, 2, 3, 4]])
     with pytest.raises(DataError, match="segmentation polygon 0 has 4 coordinates"):
         read_coco(ann, tmp_path / "img")
+
+
+def test_coco_area_is_kept_through_parquet(tinycoco, tmp_path):
+    """COCO's own ``area`` (what COCOeval's area ranges read) survives convert and the Parquet file."""
+    import json
+
+    from spt_data import write_records
+    from spt_data.store import read_records
+
+    ann, _, ds = tinycoco
+    areas = {a["id"]: a["area"] for a in json.loads(ann.read_text())["annotations"]}
+    write_records(tmp_path / "r.parquet", ds)
+    for rec in read_records(tmp_path / "r.parquet").records:
+        got = json.loads(rec.extra.get("area", "[]"))  # no key when the image has no annotation
+        assert got == [areas[int(a)] for a in rec.ann_ids]  # exact floats

@@ -6,10 +6,15 @@ image with a silently missing object would give wrong labels. An annotation whos
 not in ``images`` is a bad record of its own. Duplicate image ids make every image with that id bad.
 File-level problems (invalid JSON, wrong top-level type, missing or malformed ``categories``) are
 always raised. Compressed RLE in COCO is column-major, as pycocotools reads it.
+
+Each annotation's own ``area`` (for polygons COCO's polygon area, not the pixel count; COCOeval's
+small/medium/large ranges read it) is kept in the record's ``extra["area"]``: a JSON list in
+instance order, null where an annotation has no numeric area.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import Counter, defaultdict
@@ -258,7 +263,7 @@ def _build_record(
 ) -> Record:
     image_path = root / im["file_name"]
     check_image(image_path, where, mode=check_images, width=im["width"], height=im["height"])
-    parsed = []
+    parsed, areas = [], []
     for a, ann in anns:
         aid = ann.get("id")
         if not _is_int(aid):
@@ -272,6 +277,10 @@ def _build_record(
                 f"{path}: annotation {a} (id {ann.get('id')}) of image '{im['file_name']}': {problem}"
             )
         parsed.append(fields)
+        areas.append(_area(ann))
+    extra = {"file_name": im["file_name"]}
+    if areas:
+        extra["area"] = json.dumps(areas)
     return Record.from_instances(
         parsed,
         image_id=str(im["id"]),
@@ -280,5 +289,11 @@ def _build_record(
         height=im["height"],
         source=str(path),
         source_index=index,
-        extra={"file_name": im["file_name"]},
+        extra=extra,
     )
+
+
+def _area(ann: dict[str, Any]) -> float | None:
+    """COCO ``area`` of an annotation if it is a finite number, else None (kept for COCOeval parity)."""
+    v = ann.get("area")
+    return float(v) if _is_num(v) and math.isfinite(v) else None

@@ -27,6 +27,7 @@ def build_detector(
     num_classes: int,
     *,
     loss_weights: dict[str, float] | None = None,
+    fpn_channels: int = 256,
     image_mean: tuple[float, ...] = IMAGENET_MEAN,
     image_std: tuple[float, ...] = IMAGENET_STD,
     **kwargs: Any,
@@ -34,7 +35,7 @@ def build_detector(
     """``backbone`` (any multi-scale backbone of the registry) + FPN + ``head``.
 
     loss_weights: weights of the backbone's auxiliary losses (default ``{"loss_select": 0.01}``, the
-    paper's alpha). kwargs: torchvision's ``FasterRCNN`` / ``MaskRCNN`` options (``rpn_*``, ``box_*``);
+    paper's alpha). fpn_channels: the FPN's width (paper: 256; smaller for CPU demos). kwargs: torchvision's ``FasterRCNN`` / ``MaskRCNN`` options (``rpn_*``, ``box_*``);
     for ``cascade_mask_rcnn`` the ``rpn_*`` options go to the RPN and the others to
     :class:`~spt_models.detection.cascade.CascadeRoIHeads`.
     """
@@ -47,13 +48,14 @@ def build_detector(
         raise ValueError(
             f"{resize}: the detector does not resize; resize in the dataset (spt-data resize_policy)"
         )
-    body = BackboneWithFPN(backbone)
+    body = BackboneWithFPN(backbone, fpn_channels)
     if head == "cascade_mask_rcnn":
         from .cascade import CascadeRoIHeads
 
         rpn_kwargs = {k: v for k, v in kwargs.items() if k.startswith("rpn_")}
         template = FasterRCNN(body, num_classes, **rpn_kwargs)
-        roi_heads = CascadeRoIHeads(num_classes, **{k: v for k, v in kwargs.items() if k not in rpn_kwargs})
+        head_kwargs = {k: v for k, v in kwargs.items() if k not in rpn_kwargs}
+        roi_heads = CascadeRoIHeads(num_classes, out_channels=fpn_channels, **head_kwargs)
     else:
         template = (MaskRCNN if head == "mask_rcnn" else FasterRCNN)(body, num_classes, **kwargs)
         roi_heads = template.roi_heads

@@ -1,0 +1,224 @@
+"""``spt-train``: ``fit`` | ``eval`` | ``bench`` | ``table``.
+
+    spt-train fit run.yaml [--set train.epochs=1 ...]        train (resumes from out_dir/last.pt)
+    torchrun --nproc-per-node 2 -m spt_train fit run.yaml      the same on 2 processes (DDP)
+    spt-train eval run.yaml --checkpoint runs/x/last.pt --out metrics.json
+    spt-train eval --gt records.parquet --predictions dets.json --metric coco --out metrics.json
+    spt-train bench --models swin_t spt_t --head mask_rcnn --size 1280x800 --out bench.json
+    spt-train table --metrics runs/*/metrics.json --columns AP50 select_ratio --out results/table2.csv
+
+Exit codes: 0 success, 2 usage, config or data error (one line naming the file and the key or
+record), 1 anything else. torch is imported inside the commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("spt_train")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``train.epochs=3`` -> ("train.epochs", 3): the value is read as YAML (numbers, lists, null)."""
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, e.g. train.epochs=3, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: file not found")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="spt-train", description=__doc__.splitlines()[0], formatter_class=fmt
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("fit", help="train a detector from a YAML run config", formatter_class=fmt)
+    p.add_argument("config", type=existing_file, help="run config (YAML)")
+    p.add_argument(
+        "--set", dest="overrides", type=parse_override, action="append", default=[], help="KEY=VALUE override"
+    )
+    p.add_argument("--no-resume", action="store_true", help="start over even if out_dir/last.pt exists")
+    p = sub.add_parser(
+        "eval", help="score a checkpoint on a split, or a predictions file", formatter_class=fmt
+    )
+    p.add_argument("config", type=existing_file, nargs="?", help="run config (YAML) of the checkpoint")
+    p.add_argument(
+        "--checkpoint", type=existing_file, help="a spt-train checkpoint (default: out_dir/last.pt)"
+    )
+    p.add_argument("--split", choices=["val", "train"], default="val", help="split of the config to predict")
+    p.add_argument("--gt", type=existing_file, help="ground-truth records Parquet (with --predictions)")
+    p.add_argument("--predictions", type=existing_file, help="COCO results json or BDD/Scalabel frames json")
+    p.add_argument("--metric", choices=["coco", "voc"], default="coco", help="COCOeval or VOC AP")
+    p.add_argument(
+        "--set", dest="overrides", type=parse_override, action="append", default=[], help="KEY=VALUE override"
+    )
+    p.add_argument("--out", type=Path, required=True, help="metrics JSON to write (atomically)")
+    p = sub.add_parser(
+        "bench", help="params, MACs and backbone FPS of registered models", formatter_class=fmt
+    )
+    p.add_argument("--models", nargs="+", required=True, help="registered backbones")
+    p.add_argument(
+        "--head",
+        choices=["faster_rcnn", "mask_rcnn", "cascade_mask_rcnn"],
+        default="mask_rcnn",
+        help="detector head",
+    )
+    p.add_argument("--size", type=parse_size, default=(800, 1280), help="input WIDTHxHEIGHT")
+    p.add_argument("--repeats", type=non_negative_int, default=5, help="timed backbone forwards (0: no FPS)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", type=Path, required=True, help="JSON to write (atomically)")
+    p = sub.add_parser("table", help="metrics JSON files -> a CSV table with provenance", formatter_class=fmt)
+    p.add_argument(
+        "--metrics", type=existing_file, nargs="+", required=True, help="metrics JSON files, one row each"
+    )
+    p.add_argument(
+        "--columns", nargs="+", required=True, help="dotted paths, e.g. bbox.AP50 or AP50=bbox.AP50"
+    )
+    p.add_argument("--names", nargs="+", help="row names (default: each file's folder name)")
+    p.add_argument("--profile", default="demo", help="the run profile, written in every row")
+    p.add_argument("--out", type=Path, required=True, help="CSV to write (atomically)")
+    return parser
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x800"`` (WIDTHxHEIGHT) -> (height, width)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size should be WIDTHxHEIGHT, e.g. 1280x800, got {text!r}"
+        ) from None
+    if width < 32 or height < 32:
+        raise argparse.ArgumentTypeError(f"size should be at least 32x32, got {text!r}")
+    return height, width
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def check_out(parser: argparse.ArgumentParser, out: Path) -> None:
+    """An output path that cannot be written is a usage error before any work."""
+    if out.exists() and out.is_dir():
+        parser.error(f"--out {out}: is a directory")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        parser.error(f"--out {out}: {parent} is not a directory")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from spt_data import DataError
+
+    from .config import ConfigError
+
+    if getattr(args, "out", None) is not None:
+        check_out(parser, args.out)
+    if args.command == "eval" and (args.predictions is None) == (args.config is None):
+        parser.error("eval takes a run config (a checkpoint) or --gt and --predictions (a predictions file)")
+    if args.command == "eval" and args.predictions is not None and args.gt is None:
+        parser.error("eval --predictions needs --gt records.parquet")
+    try:
+        return {"fit": _fit, "eval": _eval, "bench": _bench, "table": _table}[args.command](args)
+    except (ConfigError, DataError, KeyError) as e:
+        message = e.args[0] if isinstance(e, KeyError) else e
+        print(f"spt-train {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # a predictions file, a checkpoint of another run: named in the message
+        print(f"spt-train {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .engine import fit
+
+    config = load_config(args.config, dict(args.overrides))
+    last = fit(config, resume=not args.no_resume)
+    print(f"wrote {last}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from spt_data.io import atomic_write_text
+
+    from .evaluation import evaluate_predictions, format_summary
+
+    if args.predictions is not None:
+        metrics = evaluate_predictions(args.gt, args.predictions, args.metric)
+        atomic_write_text(args.out, json.dumps(metrics, indent=1))
+    else:
+        from .config import load_config
+        from .predict import evaluate_checkpoint
+
+        config = load_config(args.config, dict(args.overrides))
+        checkpoint = args.checkpoint or Path(config.out_dir) / "last.pt"
+        if not checkpoint.exists():
+            raise ValueError(f"{checkpoint}: no checkpoint (train first, or give --checkpoint)")
+        metrics = evaluate_checkpoint(config, checkpoint, args.out, args.metric, args.split)
+    print(format_summary(metrics))
+    for stage, m in metrics.get("selection", {}).items():
+        print(
+            f"{stage}: select ratio {m['select_ratio']:.3f}, retention {m['retention']:.3f}, density {m['density_before']:.3f} -> {m['density_after']:.3f}"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from spt_data.io import atomic_write_text
+    from spt_models import list_models
+
+    from .bench import bench, format_bench
+    from .distributed import pick_device
+
+    unknown = [m for m in args.models if m not in list_models() or m == "vit_s16"]
+    if unknown:
+        raise ValueError(
+            f"unknown or single-scale model(s) {unknown}; multi-scale models: {', '.join(list_models())}"
+        )
+    height, width = args.size
+    doc = bench(args.models, args.head, height, width, args.repeats, str(pick_device(args.device)))
+    print(format_bench(doc))
+    atomic_write_text(args.out, json.dumps(doc, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from .table import make_table, write_table
+
+    text = make_table(list(args.metrics), args.columns, args.names, args.profile)
+    write_table(args.out, text)
+    print(text, end="")
+    return 0

@@ -1,0 +1,235 @@
+"""Run configuration: YAML checked against a schema (dataclasses) before anything runs.
+
+An unknown or misspelt key, a wrong type, a value out of range or a missing file stops with a
+:class:`ConfigError` naming the file and the key (``run.yaml: train.lr: expected a number, got
+'fast'``). The resolved config (defaults filled in) is saved beside the outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "SplitConfig",
+    "TrainConfig",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the file and the key."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "spt_t"  # a registered backbone (spt_models.list_models())
+    head: Literal["faster_rcnn", "mask_rcnn", "cascade_mask_rcnn"] = "faster_rcnn"
+    backbone: dict[str, Any] = field(default_factory=dict)  # overrides of the backbone's config fields
+    detector: dict[str, Any] = field(default_factory=dict)  # torchvision detector options (rpn_*, box_*)
+    select_weight: float = 0.01  # alpha of eq. 10
+    weights: str | None = None  # a torchvision Swin state dict to start from (path), or none
+
+
+@dataclass
+class SplitConfig:
+    records: str  # records Parquet (spt-data convert)
+    labels: str | None = None  # selection-label Parquet (spt-data labels); none: no selection loss
+    images: str | None = None  # folder the records' image paths are relative to (default: as stored)
+
+
+@dataclass
+class DataConfig:
+    train: SplitConfig
+    val: SplitConfig | None = None
+    short: int | None = 800  # resize_policy: short side (none: keep the size)
+    long: int | None = 1333  # resize_policy: long side cap
+    pad_to: int = 32  # frame padding multiple, as the labels were made
+    flip: float = 0.5  # horizontal flip probability in training
+    masks: bool = False  # load instance masks (mask heads)
+    on_error: Literal["raise", "skip"] = "raise"  # unreadable image: stop, or skip it (counted, logged)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 2  # images per process and step
+    lr: float = 1e-4  # AdamW, the Swin detection recipe
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 500  # linear warm-up from warmup_factor * lr
+    warmup_factor: float = 0.001
+    schedule: Literal["step", "cosine"] = "step"
+    milestones: tuple[float, ...] = (
+        0.75,
+        0.9167,
+    )  # step schedule: fractions of all steps (epochs 27, 33 of 36)
+    gamma: float = 0.1  # step schedule: lr factor at each milestone
+    clip_grad: float | None = None  # max gradient norm, none: no clipping
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 where supported, else fp32
+    seed: int = 0
+    num_workers: int = 0
+    checkpoint_steps: int = 0  # also write last.pt every N steps (0: at epoch ends only)
+    max_steps: int | None = None  # stop after this many steps in all (demo schedules by steps)
+    log_steps: int = 10
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig
+    out_dir: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "auto"  # auto: CUDA if present
+
+
+POSITIVE = {"epochs", "batch_size", "lr", "pad_to", "log_steps", "short", "long", "max_steps"}
+NON_NEGATIVE = {"warmup_steps", "num_workers", "checkpoint_steps", "weight_decay", "select_weight", "seed"}
+UNIT = {"flip", "warmup_factor", "gamma"}
+PATHS = {"records", "labels", "images", "weights"}
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read and check a YAML run config; ``overrides`` are dotted keys (``{"train.epochs": 1}``)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections, got {type(data).__name__}")
+    for key, value in (overrides or {}).items():
+        node = data
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    config = build(RunConfig, data, str(path), "")
+    check_paths(config, path)
+    return config
+
+
+def build(cls: type, data: Any, file: str, where: str) -> Any:
+    """``cls(**data)`` with every key and type checked, recursively; errors name ``file: where.key``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: {where or 'config'}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(fields)}"
+            raise ConfigError(f"{file}: {where}{key}: unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{where}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{file}: {key}: missing (required)")
+            continue
+        kwargs[name] = convert(hints[name], data[name], file, key)
+        check_range(name, data[name], file, key)
+    return cls(**kwargs)
+
+
+def convert(tp: Any, value: Any, file: str, key: str) -> Any:
+    """Check ``value`` against the type hint ``tp``; -> the value (tuples for tuple hints)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return convert(option, value, file, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{file}: {key}: expected one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, file, f"{key}.")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{file}: {key}: expected a list, got {value!r}")
+        item = args[0]
+        if len(args) == 2 and args[1] is not Ellipsis and len(value) != 2:
+            raise ConfigError(f"{file}: {key}: expected 2 values, got {list(value)}")
+        return tuple(convert(item, v, file, key) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{file}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{file}: {key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{file}: {key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{file}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{file}: {key}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config type {tp}")  # a bug in the schema, not in the user's file
+
+
+def check_range(name: str, value: Any, file: str, key: str) -> None:
+    if value is None or isinstance(value, (str, dict, tuple)) or dataclasses.is_dataclass(value):
+        return
+    if name in POSITIVE and not value > 0:
+        raise ConfigError(f"{file}: {key}: should be > 0, got {value}")
+    if name in NON_NEGATIVE and not value >= 0:
+        raise ConfigError(f"{file}: {key}: should be >= 0, got {value}")
+    if name in UNIT and not 0 <= value <= 1:
+        raise ConfigError(f"{file}: {key}: should be in [0, 1], got {value}")
+
+
+def check_paths(config: RunConfig, file: Path) -> None:
+    """Every input path exists (relative paths are taken from the working directory)."""
+    splits = [("data.train", config.data.train), ("data.val", config.data.val)]
+    for where, split in splits:
+        if split is None:
+            continue
+        for name in ("records", "labels", "images"):
+            value = getattr(split, name)
+            if value is not None and not Path(value).exists():
+                raise ConfigError(f"{file}: {where}.{name}: {value} does not exist")
+    if config.model.weights is not None and not Path(config.model.weights).exists():
+        raise ConfigError(f"{file}: model.weights: {config.model.weights} does not exist")
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    """The resolved config as plain data (tuples as lists), for YAML/JSON."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))

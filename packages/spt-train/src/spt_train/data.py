@@ -1,0 +1,207 @@
+"""Datasets over spt-data outputs: records Parquet + selection-label Parquet + images.
+
+Legend: K classes, G instances of an image, h_s, w_s its label grid at stride s.
+
+Every image is resized to the frame spt-data's ``resize_policy`` gives (``short``, ``long``,
+``pad_to``: the parameters the labels were made with, checked against the label file), so the
+stored selection labels are the labels of the image the model sees. Horizontal flips use spt-data's
+``hflip_grid`` for the labels. The detector pads the batch; the dataset never pads.
+
+Training targets leave out crowd and ignore instances (torchvision's heads cannot use them; they
+stay in the selection labels and in evaluation); the count is logged once per dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from spt_data import DataError, Frame, hflip_grid, read_labels, read_records, resize_policy
+from spt_data.records import Record
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DetectionDataset", "ImageError", "collate"]
+
+
+class ImageError(DataError):
+    """A missing or unreadable image; the message names the file and the record."""
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Item ``i`` -> (image [3, out_h, out_w] float in [0, 1], target) or None (a skipped image).
+
+    target: ``boxes`` [G, 4] float xyxy in the frame, ``labels`` [G] int64 in 1..K (contiguous
+    over the dataset's sorted category ids, 0 is background), ``masks`` [G, out_h, out_w] uint8 (with
+    ``masks=True``), ``select`` ``{stride: [h_s, w_s] bool}`` (with a label file), ``index`` (i),
+    ``scale`` [2] (out_w / width, out_h / height) to map detections back to the image.
+
+    Flips (training, probability ``flip``) are drawn from a generator seeded by (seed, epoch, i),
+    so they do not depend on workers or on where a run resumed: call :meth:`set_epoch`.
+    """
+
+    def __init__(
+        self,
+        records: str | Path,
+        labels: str | Path | None = None,
+        images: str | Path | None = None,
+        *,
+        short: int | None = 800,
+        long: int | None = 1333,
+        pad_to: int = 32,
+        flip: float = 0.0,
+        masks: bool = False,
+        on_error: str = "raise",
+        seed: int = 0,
+    ) -> None:
+        dataset = read_records(records)
+        self.path, self.records = Path(records), dataset.records
+        self.format, self.categories = dataset.format, dataset.categories  # {id: name}
+        self.category_ids = sorted(dataset.categories)
+        self.label_of = {cid: i + 1 for i, cid in enumerate(self.category_ids)}  # category id -> 1..K
+        self.images = Path(images) if images is not None else None
+        self.short, self.long, self.pad_to = short, long, pad_to
+        self.flip, self.masks, self.on_error, self.seed = flip, masks, on_error, seed
+        self.epoch, self.skipped = 0, 0
+        self.labels = read_labels(labels) if labels is not None else None
+        self.strides: tuple[int, ...] = ()
+        if self.labels is not None:
+            self._check_labels(Path(labels))
+        dropped = sum(int((r.iscrowd | r.ignore).sum()) for r in self.records)
+        if dropped:
+            log.info("%s: %d crowd/ignore instances are not training targets", self.path, dropped)
+
+    @property
+    def num_classes(self) -> int:
+        """K + 1 (background), as torchvision counts."""
+        return len(self.category_ids) + 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def frame(self, record: Record) -> Frame:
+        return resize_policy(
+            record.width, record.height, short=self.short, long=self.long, pad_to=self.pad_to
+        )
+
+    def image_path(self, record: Record) -> Path:
+        return self.images / record.image_path if self.images is not None else Path(record.image_path)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]] | None:
+        record = self.records[index]
+        frame = self.frame(record)
+        image = self._load(record, frame)
+        if image is None:
+            return None
+        target = self._target(record, frame, index)
+        rng = random.Random(hash((self.seed, self.epoch, index)))
+        if self.flip and rng.random() < self.flip:
+            image, target = hflip(image, target, frame)
+        return image, target
+
+    def _load(self, record: Record, frame: Frame) -> Tensor | None:
+        """The resized image [3, out_h, out_w] float in [0, 1]; a bad file raises or, with
+        ``on_error="skip"``, is logged, counted and returns None."""
+        path = self.image_path(record)
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                if img.size != (record.width, record.height):
+                    raise OSError(
+                        f"size {img.size[0]}x{img.size[1]}, the record says {record.width}x{record.height}"
+                    )
+                img = img.resize((frame.out_w, frame.out_h), Image.BILINEAR)
+                array = np.asarray(img, dtype=np.uint8)
+        except (OSError, ValueError) as e:
+            err = ImageError(f"{path}: image {record.image_id!r} (record {record.source_index}): {e}")
+            if self.on_error == "raise":
+                raise err from None
+            self.skipped += 1
+            log.warning("skipped image: %s", err)
+            return None
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)  # [3, h, w]
+
+    def _target(self, record: Record, frame: Frame, index: int) -> dict[str, Any]:
+        keep = ~(record.iscrowd | record.ignore)  # [G_all] training instances
+        sx, sy = frame.out_w / record.width, frame.out_h / record.height
+        boxes = torch.as_tensor(record.boxes[keep], dtype=torch.float32).reshape(-1, 4)  # [G, 4]
+        boxes = boxes * torch.tensor([sx, sy, sx, sy])
+        labels = torch.tensor([self.label_of[int(c)] for c in record.category_ids[keep]], dtype=torch.int64)
+        target: dict[str, Any] = {"boxes": boxes, "labels": labels, "index": index, "scale": (sx, sy)}
+        if self.masks:
+            target["masks"] = frame_masks(record, keep, frame)
+        if self.labels is not None:
+            target["select"] = {
+                s: torch.from_numpy(self.labels.grid(record.image_id, s)) for s in self.strides
+            }
+        return target
+
+    def _check_labels(self, path: Path) -> None:
+        params = self.labels.params
+        want = {"short": self.short, "long": self.long, "pad_to": self.pad_to}
+        got = {k: params.get(k) for k in want}
+        if got != want:
+            raise DataError(
+                f"{path}: labels were made for frame {got}, the dataset resizes to {want}; "
+                "make the labels with the same --short/--long/--pad-to"
+            )
+        self.strides = tuple(params.get("strides", (8, 16, 32)))
+        have = set(self.labels.keys())
+        missing = [r.image_id for r in self.records if (r.image_id, self.strides[0]) not in have]
+        if missing:
+            raise DataError(
+                f"{path}: no labels for {len(missing)} image(s) of {self.path}, e.g. {missing[0]!r}"
+            )
+
+
+def frame_masks(record: Record, keep: np.ndarray, frame: Frame) -> Tensor:
+    """Instance masks of the kept instances resized (nearest) to the frame -> [G, out_h, out_w] uint8."""
+    out = torch.zeros(int(keep.sum()), frame.out_h, frame.out_w, dtype=torch.uint8)
+    for j, mask in enumerate(m for m, k in zip(record.masks, keep) if k):
+        if mask is None:  # box-only instance: its box as the mask
+            continue
+        bitmap = Image.fromarray(mask.decode(record.height, record.width).astype(np.uint8))
+        out[j] = torch.from_numpy(np.asarray(bitmap.resize((frame.out_w, frame.out_h), Image.NEAREST)))
+    return out
+
+
+def hflip(image: Tensor, target: dict[str, Any], frame: Frame) -> tuple[Tensor, dict[str, Any]]:
+    """Mirror image [3, h, w], boxes, masks and selection labels (spt-data's ``hflip_grid``)."""
+    target = dict(target)
+    boxes = target["boxes"].clone()
+    boxes[:, [0, 2]] = frame.out_w - target["boxes"][:, [2, 0]]
+    target["boxes"] = boxes
+    if "masks" in target:
+        target["masks"] = target["masks"].flip(-1)
+    if "select" in target:
+        target["select"] = {
+            s: torch.from_numpy(hflip_grid(g.numpy(), frame.out_w, s)) for s, g in target["select"].items()
+        }
+    return image.flip(-1), target
+
+
+def collate(batch: list) -> tuple[list[Tensor], list[dict[str, Any]]]:
+    """A list of dataset items -> (images, targets); skipped items (None) are left out."""
+    kept = [item for item in batch if item is not None]
+    return [image for image, _ in kept], [target for _, target in kept]
+
+
+def seed_worker(seed: int) -> Callable[[int], None]:
+    """DataLoader ``worker_init_fn``: numpy and python RNGs of each worker seeded from ``seed``."""
+
+    def init(worker_id: int) -> None:
+        np.random.seed((seed + worker_id) % 2**32)  # noqa: NPY002 (the global RNG third-party code uses)
+        random.seed(seed + worker_id)
+
+    return init

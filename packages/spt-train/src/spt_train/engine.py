@@ -1,0 +1,352 @@
+"""The training loop: ``fit(config)`` reads top to bottom, as nanoGPT's ``train.py``.
+
+Legend: B images per process and step, W processes.
+
+AdamW with the Swin detection parameter groups, warm-up then step or cosine schedule (per step),
+gradient clipping, AMP (bf16 where supported, fp16 with a scaler on CUDA), seeded everything, a
+tqdm bar with the loss and the select ratio, metrics as JSONL (and TensorBoard when installed),
+``epoch_N.pt`` at every epoch end plus ``last.pt`` (atomic), and exact resume: model, optimizer,
+scheduler, scaler, the RNG states of torch / numpy / python and the data position (epoch, batch).
+The Gumbel noise of step t is drawn from a generator seeded by (seed, t), flips from (seed, epoch,
+image), so nothing depends on where a run resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from spt_models import create_detector, load_swin_weights
+
+from .config import RunConfig, to_dict
+from .data import DetectionDataset, collate, seed_worker
+from .distributed import Dist, cleanup, init_distributed, pick_device
+from .sampler import ResumableBatchSampler
+
+log = logging.getLogger(__name__)
+
+NO_DECAY_NAMES = ("relative_position_bias_table", "gate", "pos_embed", "cls_token")
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Swin detection groups: no weight decay on norms, biases (every 1-D tensor), relative-position
+    tables and the selection gates; ``weight_decay`` on the rest."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or any(k in name for k in NO_DECAY_NAMES) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, total: int, config: RunConfig) -> float:
+    """Multiplier of the base lr at ``step``: linear warm-up, then step decay or cosine to 0."""
+    t = config.train
+    if step < t.warmup_steps:
+        alpha = step / t.warmup_steps
+        return t.warmup_factor * (1 - alpha) + alpha
+    if t.schedule == "cosine":
+        progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return t.gamma ** sum(step >= m * total for m in t.milestones)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 on a CUDA device that supports it, else fp32 (None)."""
+    if mode == "none" or (mode == "auto" and not (device.type == "cuda" and torch.cuda.is_bf16_supported())):
+        return None
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError("amp fp16 needs CUDA (its gradient scaler); use bf16 or none on CPU")
+    return torch.float16 if mode == "fp16" else torch.bfloat16
+
+
+def build_model(config: RunConfig, num_classes: int) -> nn.Module:
+    m = config.model
+    torch.manual_seed(config.train.seed)  # the same initial weights in every process
+    model = create_detector(
+        m.name,
+        m.head,
+        num_classes,
+        backbone_kwargs=m.backbone,
+        loss_weights={"loss_select": m.select_weight},
+        **m.detector,
+    )
+    if m.weights is not None:
+        report = load_swin_weights(model.backbone.body, m.weights)
+        log.info("loaded %s (%d fresh keys)", m.weights, len(report.fresh))
+    return model
+
+
+def make_dataset(config: RunConfig, split: str) -> DetectionDataset:
+    d = config.data
+    s = getattr(d, split)
+    return DetectionDataset(
+        s.records,
+        s.labels,
+        s.images,
+        short=d.short,
+        long=d.long,
+        pad_to=d.pad_to,
+        flip=d.flip if split == "train" else 0.0,
+        masks=d.masks or config.model.head != "faster_rcnn",
+        on_error=d.on_error,
+        seed=config.train.seed,
+    )
+
+
+class Checkpoint:
+    """``out_dir/last.pt`` and ``epoch_N.pt``, written atomically (temporary file, then rename)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+
+    @property
+    def last(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    def save(self, state: dict[str, Any], *names: str) -> None:
+        for name in names:
+            path = self.out_dir / name
+            tmp = path.with_name(f".{path.name}.tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}  # noqa: NPY002
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> None:
+    """A checkpoint resumes only the run it came from: same model and same training data/schedule."""
+    now = to_dict(config)
+    for section in ("model", "data", "train"):
+        for key in sorted(set(saved[section]) | set(now[section])):
+            if key in ("epochs", "max_steps", "log_steps", "num_workers", "checkpoint_steps"):
+                continue  # may change on resume (a longer run, another logging pace)
+            if saved[section].get(key) != now[section].get(key):
+                raise ValueError(
+                    f"{path}: checkpoint of another run: {section}.{key} was "
+                    f"{saved[section].get(key)!r}, the config says {now[section].get(key)!r}"
+                )
+
+
+class SelectRatio:
+    """Forward hook on the detector's backbone: the mean select ratio of the last forward (SPT)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        self.value: float | None = None
+        backbone.register_forward_hook(self)
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
+        aux = output[1]
+        ratios = [] if aux is None else list(aux.ratio.values())
+        self.value = float(torch.stack(ratios).mean()) if ratios else None
+
+
+def fit(config: RunConfig, *, resume: bool = True, stop_after: int | None = None) -> Path:
+    """Train; -> the run's ``last.pt``. ``resume``: continue from ``out_dir/last.pt`` if present.
+    ``stop_after``: leave after this many steps of this call (a simulated kill; tests)."""
+    d = init_distributed("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
+    device = pick_device(config.device, d.local_rank)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t = config.train
+    random.seed(t.seed)
+    np.random.seed(t.seed)  # noqa: NPY002
+
+    train_set = make_dataset(config, "train")
+    model = build_model(config, train_set.num_classes).to(device)
+    optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr, betas=t.betas)
+    sampler = ResumableBatchSampler(
+        len(train_set), t.batch_size, shuffle=True, seed=t.seed, rank=d.rank, world=d.world
+    )
+    total = len(sampler) * t.epochs if t.max_steps is None else min(t.max_steps, len(sampler) * t.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, config))
+    dtype = amp_dtype(t.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    checkpoint = Checkpoint(out_dir)
+    epoch, batch, step = 0, 0, 0
+    if resume and checkpoint.last.exists():
+        saved = torch.load(checkpoint.last, map_location="cpu", weights_only=False)
+        check_resumable(saved["config"], config, checkpoint.last)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        set_rng_state(saved["rng"][min(d.rank, len(saved["rng"]) - 1)])
+        epoch, batch, step = saved["epoch"], saved["batch"], saved["step"]
+        log.info("resumed %s at epoch %d, batch %d (step %d)", checkpoint.last, epoch, batch, step)
+    if d.main:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    net = DistributedDataParallel(model, find_unused_parameters=False) if d.world > 1 else model
+    ratio = SelectRatio(model.backbone)
+    metrics = MetricsLog(out_dir, d.main)
+
+    def state() -> dict[str, Any]:
+        rngs = gather_rng(d)
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rngs,
+            "epoch": epoch,
+            "batch": batch,
+            "step": step,
+            "config": to_dict(config),
+        }
+
+    steps_here = 0
+
+    def killed() -> bool:
+        return stop_after is not None and steps_here >= stop_after
+
+    model.train()
+    while epoch < t.epochs and step < total:
+        sampler.set_epoch(epoch, batch)
+        train_set.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            train_set,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=t.num_workers,
+            worker_init_fn=seed_worker(t.seed + 1000 * epoch + d.rank),
+            generator=torch.Generator().manual_seed(t.seed + epoch),  # leaves the global RNG alone
+        )
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{t.epochs}",
+            initial=batch,
+            total=len(sampler),
+            disable=not d.main,
+        )
+        for images, targets in bar:
+            images = [im.to(device, non_blocking=True) for im in images]
+            targets = [to_device(tg, device) for tg in targets]
+            noise = torch.Generator().manual_seed(t.seed * 1_000_003 + step)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                losses = net(images, targets, generator=noise)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"step {step}: loss is {loss.item()} ({ {k: v.item() for k, v in losses.items()} })"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if t.clip_grad is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step, batch, steps_here = step + 1, batch + 1, steps_here + 1
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}", ratio="-" if ratio.value is None else f"{ratio.value:.2f}"
+            )
+            if step % t.log_steps == 0 or step == total:
+                metrics.write(step, epoch, scheduler.get_last_lr()[0], losses, ratio.value)
+            if t.checkpoint_steps and step % t.checkpoint_steps == 0 and d.main:
+                checkpoint.save(state(), "last.pt")
+            if step >= total or killed():
+                break
+        if killed() and batch < len(sampler) and step < total:
+            break  # killed mid-epoch: last.pt is the last one written
+        epoch, batch = epoch + 1, 0
+        s = state()
+        if d.main:
+            checkpoint.save(s, f"epoch_{epoch}.pt", "last.pt")
+        if killed():
+            break
+    metrics.close()
+    cleanup(d)
+    return checkpoint.last
+
+
+def gather_rng(d: Dist) -> list[dict[str, Any]]:
+    """Every process's RNG states (rank order), so each resumes its own stream."""
+    mine = rng_state()
+    if d.world == 1:
+        return [mine]
+    out: list[Any] = [None] * d.world
+    torch.distributed.all_gather_object(out, mine)
+    return out
+
+
+def to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    out = {}
+    for k, v in target.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device, non_blocking=True)
+        elif k == "select":
+            out[k] = {s: g.to(device, non_blocking=True) for s, g in v.items()}
+        else:
+            out[k] = v
+    return out
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (one line per logged step) and TensorBoard scalars when installed (main process)."""
+
+    def __init__(self, out_dir: Path, enabled: bool) -> None:
+        self.enabled, self.file, self.board = enabled, None, None
+        if not enabled:
+            return
+        self.file = open(out_dir / "metrics.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.board = SummaryWriter(str(out_dir / "tensorboard"))
+        except ImportError:
+            pass
+        self.start = time.perf_counter()
+
+    def write(
+        self, step: int, epoch: int, lr: float, losses: dict[str, torch.Tensor], ratio: float | None
+    ) -> None:
+        if not self.enabled:
+            return
+        row = {
+            "step": step,
+            "epoch": epoch,
+            "lr": lr,
+            "loss": float(sum(v.detach() for v in losses.values())),
+        }
+        row.update({k: float(v.detach()) for k, v in losses.items()})
+        row["select_ratio"] = ratio
+        row["time_s"] = round(time.perf_counter() - self.start, 3)
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.board is not None:
+            for k, v in row.items():
+                if isinstance(v, float):
+                    self.board.add_scalar(f"train/{k}", v, step)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.board is not None:
+            self.board.close()

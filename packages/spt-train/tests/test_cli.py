@@ -1,0 +1,122 @@
+"""``spt-train eval | bench | table`` as a user calls them: exit codes, messages, files written."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from spt_data.cli import main as spt_data
+from spt_train.cli import main
+from spt_train.config import load_config
+from spt_train.engine import fit
+
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+PUBLISHED_BBOX = [
+    0.5045806987249628, 0.6969727247299577, 0.5729816669904824, 0.5856257209410443,
+    0.5193996948036719, 0.5013978986347466, 0.38681277964578054, 0.5936795762842003,
+    0.595352982877607, 0.6398109626113442, 0.5664205978994309, 0.5642905982905982,
+]  # fmt: skip
+
+
+def test_eval_of_a_predictions_file_through_the_cli_gives_the_published_numbers(tmp_path, capsys):
+    d = SHARED_DATA / "coco_eval_val2014_100"
+    if not d.is_dir():
+        pytest.skip(f"shared test data not found at {d}")
+    gt = tmp_path / "gt.parquet"
+    ann = d / "annotations" / "instances_val2014_100.json"
+    assert (
+        spt_data(
+            [
+                "convert",
+                "--format",
+                "coco",
+                "--ann",
+                str(ann),
+                "--images",
+                str(d),
+                "--check-images",
+                "none",
+                "--out",
+                str(gt),
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "metrics.json"
+    preds = d / "results" / "instances_val2014_fakebbox100_results.json"
+    assert (
+        main(["eval", "--gt", str(gt), "--predictions", str(preds), "--metric", "coco", "--out", str(out)])
+        == 0
+    )
+    metrics = json.loads(out.read_text())
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    assert [metrics["bbox"][k] for k in names] == pytest.approx(PUBLISHED_BBOX, abs=1e-12)
+    assert (
+        "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.505"
+        in capsys.readouterr().out
+    )
+
+
+def test_eval_usage_errors_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--out", str(tmp_path / "m.json")])
+    assert e.value.code == 2
+    assert "eval takes a run config (a checkpoint) or --gt and --predictions" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--gt", "nope.parquet", "--predictions", "x.json", "--out", str(tmp_path / "m.json")])
+    assert "nope.parquet: file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--models", "swin_t", "--out", str(tmp_path)])
+    assert f"--out {tmp_path}: is a directory" in capsys.readouterr().err
+
+
+def test_eval_of_a_checkpoint_then_table(write_config, tmp_path, capsys):
+    config_path = write_config("run", max_steps=2)
+    fit(load_config(config_path))
+    out = tmp_path / "run" / "metrics.json"
+    assert main(["eval", str(config_path), "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert {"bbox", "selection", "config", "checkpoint"} <= set(metrics)
+    assert set(metrics["selection"]) == {"stride16", "stride32"}
+    assert 0.0 <= metrics["selection"]["stride16"]["retention"] <= 1.0
+    assert (tmp_path / "run" / "metrics_predictions.json").exists()
+    table = tmp_path / "table2.csv"
+    args = ["table", "--metrics", str(out), "--columns", "AP50=bbox.AP50", "selection.stride16.select_ratio"]
+    assert main([*args, "--names", "SPT-T", "--out", str(table)]) == 0
+    rows = list(csv.DictReader(table.open()))
+    assert (
+        rows[0]["name"] == "SPT-T"
+        and float(rows[0]["select_ratio"]) == metrics["selection"]["stride16"]["select_ratio"]
+    )
+    assert rows[0]["profile"] == "demo" and rows[0]["model"] == "spt_t12 faster_rcnn" and rows[0]["commit"]
+    capsys.readouterr()
+    assert main(["table", "--metrics", str(out), "--columns", "bbox.AP51", "--out", str(table)]) == 2
+    assert f"{out}: no 'bbox.AP51' (at 'AP51')" in capsys.readouterr().err
+
+
+def test_bench_writes_params_macs_and_fps(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert (
+        main(
+            [
+                "bench",
+                "--models",
+                "swin_t",
+                "--head",
+                "faster_rcnn",
+                "--size",
+                "128x96",
+                "--repeats",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["model"] == "swin_t" and row["macs_g"] > row["backbone_macs_g"] > 0 and row["backbone_fps"] > 0
+    assert "overall MACs (G)" in capsys.readouterr().out
