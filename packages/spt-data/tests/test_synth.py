@@ -90,3 +90,16 @@ def test_layout_records_for_benchmarks():
     assert all(np.array_equal(x.boxes, y.boxes) for x, y in zip(a, b))
     assert all((r.width, r.height) == (1280, 720) for r in a)
     assert sum(r.num_instances for r in a) > 100
+
+
+def test_min_size_labels_small_objects_crowd_in_both_label_files(tmp_path):
+    from spt_data import read_bdd, read_coco
+    from spt_data.synth import generate, is_crowd
+
+    paths = generate(tmp_path, num_images=3, seed=0, size=(320, 192), min_size=8)
+    bdd = read_bdd(paths["bdd"], paths["images"])
+    coco = read_coco(paths["coco"], paths["images"])
+    for b, c in zip(bdd.records, coco.records):
+        small = [is_crowd(tuple(box), 8) for box in c.boxes]
+        assert c.iscrowd.tolist() == small and b.iscrowd.tolist() == small
+    assert any(r.iscrowd.any() for r in coco.records) and any((~r.iscrowd).any() for r in coco.records)

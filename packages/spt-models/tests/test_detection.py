@@ -218,3 +218,15 @@ def test_cascade_params_differ_from_the_paper_by_mmdetections_extra_heads():
     params = dict(spt_b.backbone.body.named_parameters())
     assert count_params(spt_b) - count_params(swin_b) == sum(params[k].numel() for k in fresh if k in params)
     assert abs((count_params(spt_b) + mmdet_extra) / 1e6 - (153 + 4.6)) < 0.1
+
+
+def test_fpn_width_and_anchor_sizes_are_options():
+    with torch.device("meta"):
+        model = create_detector(
+            "swin_t", "faster_rcnn", 11, fpn_channels=64, anchor_sizes=(8, 16, 32, 64, 128)
+        )
+    assert model.backbone.out_channels == 64 and model.rpn.anchor_generator.sizes[0] == (8,)
+    with pytest.raises(
+        ValueError, match=r"anchor_sizes needs one size per FPN level P2-P6 \(5\), got \[8, 16\]"
+    ):
+        create_detector("swin_t", "faster_rcnn", 11, anchor_sizes=(8, 16))

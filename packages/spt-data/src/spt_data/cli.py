@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--split", type=ca.split_name, default="train", help="split name (file names)")
     s.add_argument("--size", type=ca.synth_size, default=synth.DEFAULT_SIZE, help="WIDTHxHEIGHT, both >= 32")
     s.add_argument("--overwrite", action="store_true", help="replace the split if --out already holds it")
+    s.add_argument(
+        "--min-size",
+        type=ca.nonneg_int,
+        default=0,
+        help="objects whose shorter box side is under this many px are labelled crowd (kept in the "
+        "selection labels, ignored by COCOeval, no training target)",
+    )
 
     c = _sub(sub, "convert", "raw dataset -> records Parquet")
     c.add_argument("--format", required=True, choices=("coco", "bdd", "voc"), help="annotation format")
@@ -170,6 +177,7 @@ def _synth(args: argparse.Namespace, bars: _Bars) -> int:
         args.size,
         progress=lambda it: bars(it, "synth"),
         overwrite=args.overwrite,
+        min_size=args.min_size,
     )
     print(f"wrote {args.num_images} images to {paths['images']}, labels {paths['bdd']} and {paths['coco']}")
     return 0

@@ -75,17 +75,25 @@ def render_image(
     return buf.getvalue(), instances
 
 
+def is_crowd(box: tuple[float, float, float, float], min_size: float) -> bool:
+    """An object whose box is less than ``min_size`` px on its shorter side is written as crowd: it
+    stays in the selection labels and is ignored by COCOeval, but is no training target."""
+    x1, y1, x2, y2 = box
+    return min(x2 - x1, y2 - y1) < min_size
+
+
 def _bdd_frame(
-    index: int, name: str, instances: list[dict[str, Any]], width: int, height: int
+    index: int, name: str, instances: list[dict[str, Any]], width: int, height: int, min_size: float = 0
 ) -> dict[str, Any]:
     labels = []
     for j, inst in enumerate(instances):
         x1, y1, x2, y2 = inst["box"]
+        crowd = is_crowd(inst["box"], min_size)
         labels.append(
             {
                 "id": f"{index}-{j}",
                 "category": inst["category"],
-                "attributes": {"occluded": inst["occluded"], "truncated": inst["truncated"], "crowd": False},
+                "attributes": {"occluded": inst["occluded"], "truncated": inst["truncated"], "crowd": crowd},
                 "box2d": {"x1": x1, "y1": y1, "x2": x2 - 1, "y2": y2 - 1},  # Scalabel: inclusive corners
                 "rle": {"counts": inst["rle"], "size": [height, width]},
             }
@@ -94,7 +102,12 @@ def _bdd_frame(
 
 
 def _coco_annotations(
-    image_id: int, instances: list[dict[str, Any]], width: int, height: int, first_id: int
+    image_id: int,
+    instances: list[dict[str, Any]],
+    width: int,
+    height: int,
+    first_id: int,
+    min_size: float = 0,
 ) -> list[dict[str, Any]]:
     out = []
     for j, inst in enumerate(instances):
@@ -106,7 +119,7 @@ def _coco_annotations(
                 "category_id": BDD_CLASSES.index(inst["category"]) + 1,
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "area": inst["area"],
-                "iscrowd": 0,
+                "iscrowd": int(is_crowd(inst["box"], min_size)),
                 "segmentation": {"size": [height, width], "counts": inst["rle"]},
             }
         )
@@ -146,8 +159,11 @@ def generate(
     size: tuple[int, int] = DEFAULT_SIZE,
     progress: Progress | None = None,
     overwrite: bool = False,
+    min_size: float = 0,
 ) -> dict[str, Path]:
     """Write ``num_images`` scenes of ``size`` (width, height) under ``out``; -> paths of what was written.
+
+    min_size: objects smaller than this (px, shorter box side) are labelled crowd (:func:`is_crowd`).
 
     Raises FileExistsError when ``out`` already holds the split and ``overwrite`` is False.
     """
@@ -163,7 +179,9 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".synth-{split}.", dir=out))
     try:
-        n_inst = _write_split(_split_paths(tmp, split), num_images, seed, split, width, height, progress)
+        n_inst = _write_split(
+            _split_paths(tmp, split), num_images, seed, split, (width, height), progress, min_size
+        )
         paths = _split_paths(out, split)
         _move_into_place(_split_paths(tmp, split), paths)
     finally:
@@ -177,11 +195,12 @@ def _write_split(
     num_images: int,
     seed: int,
     split: str,
-    width: int,
-    height: int,
+    size: tuple[int, int],
     progress: Progress | None,
+    min_size: float = 0,
 ) -> int:
     """Write one split (images, then the label files) to ``paths``; -> number of instances."""
+    width, height = size
     paths["images"].mkdir(parents=True)
     frames, images, annotations = [], [], []
     indices = range(num_images)
@@ -189,8 +208,9 @@ def _write_split(
         name = f"synth_{i:06d}.jpg"
         jpeg, instances = render_image(seed, split, i, width, height)
         (paths["images"] / name).write_bytes(jpeg)
-        frames.append(_bdd_frame(i, name, instances, width, height))
-        annotations += _coco_annotations(i + 1, instances, width, height, first_id=len(annotations) + 1)
+        frames.append(_bdd_frame(i, name, instances, width, height, min_size))
+        first = len(annotations) + 1
+        annotations += _coco_annotations(i + 1, instances, width, height, first_id=first, min_size=min_size)
         images.append({"id": i + 1, "file_name": name, "width": width, "height": height})
     coco = {
         "info": {"description": f"spt-data synthetic street scenes, seed {seed}, split {split}"},
@@ -203,6 +223,7 @@ def _write_split(
     atomic_write_json(paths["bdd"], frames)
     atomic_write_json(paths["coco"], coco)
     meta = {"seed": seed, "split": split, "num_images": num_images, "width": width, "height": height}
+    meta["min_size"] = min_size
     atomic_write_json(paths["meta"], {**meta, "num_instances": len(annotations)}, indent=2)
     return len(annotations)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from ..backbone import Backbone
 from ..registry import create_model
@@ -28,6 +29,7 @@ def build_detector(
     *,
     loss_weights: dict[str, float] | None = None,
     fpn_channels: int = 256,
+    anchor_sizes: tuple[int, ...] | None = None,
     image_mean: tuple[float, ...] = IMAGENET_MEAN,
     image_std: tuple[float, ...] = IMAGENET_STD,
     **kwargs: Any,
@@ -35,7 +37,8 @@ def build_detector(
     """``backbone`` (any multi-scale backbone of the registry) + FPN + ``head``.
 
     loss_weights: weights of the backbone's auxiliary losses (default ``{"loss_select": 0.01}``, the
-    paper's alpha). fpn_channels: the FPN's width (paper: 256; smaller for CPU demos). kwargs: torchvision's ``FasterRCNN`` / ``MaskRCNN`` options (``rpn_*``, ``box_*``);
+    paper's alpha). fpn_channels: the FPN's width (paper: 256; smaller for CPU demos). anchor_sizes:
+    one anchor size per FPN level P2-P6 (torchvision: 32, 64, 128, 256, 512), aspect ratios 0.5, 1, 2. kwargs: torchvision's ``FasterRCNN`` / ``MaskRCNN`` options (``rpn_*``, ``box_*``);
     for ``cascade_mask_rcnn`` the ``rpn_*`` options go to the RPN and the others to
     :class:`~spt_models.detection.cascade.CascadeRoIHeads`.
     """
@@ -49,6 +52,11 @@ def build_detector(
             f"{resize}: the detector does not resize; resize in the dataset (spt-data resize_policy)"
         )
     body = BackboneWithFPN(backbone, fpn_channels)
+    if anchor_sizes is not None:
+        if len(anchor_sizes) != 5:
+            raise ValueError(f"anchor_sizes needs one size per FPN level P2-P6 (5), got {list(anchor_sizes)}")
+        sizes = tuple((int(s),) for s in anchor_sizes)
+        kwargs["rpn_anchor_generator"] = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
     if head == "cascade_mask_rcnn":
         from .cascade import CascadeRoIHeads
 
