@@ -99,3 +99,18 @@ def test_identity_frame_dataset_keeps_the_image(synthetic):
     record = ds.records[0]
     assert image.shape == (3, record.height, record.width)
     assert target["scale"] == (1.0, 1.0) and identity_frame(record.width, record.height).out_w == record.width
+
+
+def test_classification_dataset_multi_hot_and_padded_batches(synthetic):
+    from spt_train.data import ClassificationDataset, collate_padded
+
+    ds = ClassificationDataset(
+        synthetic / "train.parquet", synthetic / "train_labels.parquet", short=96, long=160
+    )
+    image, target = ds[0]
+    record = ds.records[0]
+    present = {ds.label_of[int(c)] - 1 for c in record.category_ids}
+    assert set(target["labels"].nonzero().flatten().tolist()) == present and not target["difficult"].any()
+    images, valid, targets = collate_padded([ds[0], None, ds[1]])
+    assert images.shape == (2, 3, 96, 160) and valid.tolist() == [[96, 160], [96, 160]] and len(targets) == 2
+    assert set(targets[0]["select"]) == {8, 16, 32}

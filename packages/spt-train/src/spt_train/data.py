@@ -29,7 +29,7 @@ from spt_data.records import Record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetectionDataset", "ImageError", "collate"]
+__all__ = ["ClassificationDataset", "DetectionDataset", "ImageError", "collate", "collate_padded"]
 
 
 class ImageError(DataError):
@@ -163,6 +163,46 @@ class DetectionDataset(torch.utils.data.Dataset):
             raise DataError(
                 f"{path}: no labels for {len(missing)} image(s) of {self.path}, e.g. {missing[0]!r}"
             )
+
+
+class ClassificationDataset(DetectionDataset):
+    """Multi-label classification (PASCAL VOC, Tables 5 and 7) over the same records and labels.
+
+    Item ``i`` -> (image [3, out_h, out_w], target) with ``labels`` [K] float multi-hot (a class with
+    an instance that is neither crowd nor ignore), ``difficult`` [K] bool (a class present only as
+    ignore/difficult instances: left out of its AP, as VOC's devkit does), ``select`` and ``index``.
+    """
+
+    def _target(self, record: Record, frame: Frame, index: int) -> dict[str, Any]:
+        K = len(self.category_ids)
+        labels, seen = torch.zeros(K), torch.zeros(K, dtype=torch.bool)
+        for cid, crowd, ignore in zip(record.category_ids, record.iscrowd, record.ignore):
+            k = self.label_of[int(cid)] - 1
+            seen[k] = True
+            if not (crowd or ignore):
+                labels[k] = 1.0
+        target: dict[str, Any] = {"labels": labels, "difficult": seen & (labels == 0), "index": index}
+        target["boxes"] = torch.zeros(0, 4)  # flips mirror boxes; a classifier has none
+        if self.labels is not None:
+            target["select"] = {
+                s: torch.from_numpy(self.labels.grid(record.image_id, s)) for s in self.strides
+            }
+        return target
+
+
+def collate_padded(batch: list, pad_to: int = 32) -> tuple[Tensor, Tensor, list[dict[str, Any]]]:
+    """Items -> (images [B, 3, H, W] zero-padded right/bottom to a multiple of ``pad_to``, valid [B, 2]
+    real (height, width), targets); skipped items (None) are left out."""
+    images, targets = collate(batch)
+    if not images:
+        return torch.zeros(0, 3, pad_to, pad_to), torch.zeros(0, 2, dtype=torch.long), []
+    H = -(-max(im.shape[1] for im in images) // pad_to) * pad_to
+    W = -(-max(im.shape[2] for im in images) // pad_to) * pad_to
+    out = images[0].new_zeros(len(images), 3, H, W)
+    for b, im in enumerate(images):
+        out[b, :, : im.shape[1], : im.shape[2]] = im
+    valid = torch.tensor([[im.shape[1], im.shape[2]] for im in images])
+    return out, valid, targets
 
 
 def frame_masks(record: Record, keep: np.ndarray, frame: Frame) -> Tensor:
