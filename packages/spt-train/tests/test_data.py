@@ -107,7 +107,7 @@ def test_classification_dataset_multi_hot_and_padded_batches(synthetic):
     ds = ClassificationDataset(
         synthetic / "train.parquet", synthetic / "train_labels.parquet", short=96, long=160
     )
-    image, target = ds[0]
+    _, target = ds[0]
     record = ds.records[0]
     present = {ds.label_of[int(c)] - 1 for c in record.category_ids}
     assert set(target["labels"].nonzero().flatten().tolist()) == present and not target["difficult"].any()
