@@ -121,3 +121,20 @@ def test_window_padding_is_zero_after_norm_like_torchvision():
         ref = block(x)
     assert_close(out[0, 7:, 7:], ref[0, 7:, 7:], atol=1e-5, rtol=0)
     assert torch.equal(out[0, :7], x[0, :7])
+
+
+def test_window_scores_count_real_tokens_only_and_ratio_is_per_real_token():
+    from spt_models.sparsevit import window_scores
+
+    x = torch.randn(2, 14, 14, 8) + 5.0  # large activations everywhere, padding included
+    real = torch.ones(2, 14, 14, dtype=torch.bool)
+    real[1, :, 7:] = False  # image 1: the right half is batch padding
+    scores = window_scores(x, 7, 0, real)  # [2, 4] windows in raster order
+    assert bool((scores[0] > 0).all()) and scores[1, 1] == 0 and scores[1, 3] == 0
+    model = create_model("sparsevit_t", depths=(1, 1, 2, 2), keep=(1.0, 1.0, 0.5, 1.0)).eval()
+    with torch.no_grad():
+        _, selection = model(torch.randn(2, 3, 224, 224), valid=torch.tensor([[224, 224], [224, 112]]))
+    assert set(selection.windows[("stage3", 0)][1].tolist()) <= {0, 2}  # only windows with real tokens
+    # fraction of real tokens computed on, mean over both partitions: the regular one covers all of
+    # image 1's real tokens with its 2 kept windows, the shifted one cannot
+    assert selection.ratio[16].shape == (2,) and 0.5 < float(selection.ratio[16][1]) < 1.0
