@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", nargs="+", help="row names (default: each file's folder name)")
     p.add_argument("--profile", default="demo", help="the run profile, written in every row")
     p.add_argument("--out", type=Path, required=True, help="CSV to write (atomically)")
+    from . import compose, figures, rows  # the pipeline's commands: config, row, figure
+
+    for module in (compose, rows, figures):
+        module.add_parser(sub, fmt)
     return parser
 
 
@@ -145,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval" and args.predictions is not None and args.gt is None:
         parser.error("eval --predictions needs --gt records.parquet")
     try:
-        return {"fit": _fit, "eval": _eval, "bench": _bench, "table": _table}[args.command](args)
+        commands = {"fit": _fit, "eval": _eval, "bench": _bench, "table": _table}
+        if args.command not in commands:  # config, row, figure: their module's run(args)
+            from . import compose, figures, rows
+
+            commands.update(config=compose.run, row=rows.run, figure=figures.run)
+        return commands[args.command](args)
     except (ConfigError, DataError, KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) else e
         print(f"spt-train {args.command}: error: {message}", file=sys.stderr)

@@ -1,0 +1,151 @@
+"""``spt-train figure``: the paper's figures from pipeline outputs (matplotlib, PNG, atomic).
+
+    spt-train figure fig6 --metrics runs/*/metrics.json --names ... --out results/fig6.png
+    spt-train figure fig5 --config runs/spt_t/run.yaml --checkpoint runs/spt_t/final.pt --out results/fig5.png
+
+fig6 (App. B.4): AP against the fraction of stage-3/4 tokens pruned, one point per run (fixed keep
+ratios and the learned selection), from eval metrics. fig5 (sec. 4.4): every SPA block's selection
+summed and overlaid on validation images (warm: selected by many blocks, cold: pruned), from a
+trained SPT checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    from .cli import existing_file
+
+    p = sub.add_parser("figure", help="a paper figure (fig5, fig6) as PNG", formatter_class=fmt)
+    p.add_argument("figure", choices=["fig5", "fig6"], help="which figure")
+    p.add_argument("--metrics", type=existing_file, nargs="+", help="fig6: eval metrics JSON, one point each")
+    p.add_argument("--names", nargs="+", help="fig6: point labels (default: each file's folder name)")
+    p.add_argument("--metric", default="bbox.AP", help="fig6: dotted path of the y value")
+    p.add_argument("--config", type=existing_file, help="fig5: run config of an SPT checkpoint")
+    p.add_argument("--checkpoint", type=existing_file, help="fig5: the checkpoint")
+    p.add_argument("--num-images", type=int, default=4, help="fig5: validation images shown")
+    p.add_argument("--title", default="", help="figure title (e.g. the profile)")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write (atomically)")
+
+
+def pruned_fraction(metrics: dict[str, Any]) -> float | None:
+    """1 - the mean pooled select ratio over the SPA strides (None: a dense model)."""
+    ratios = [
+        m["select_ratio"] for m in metrics.get("selection", {}).values() if m.get("select_ratio") is not None
+    ]
+    return None if not ratios else 1.0 - float(np.mean(ratios))
+
+
+def lookup(metrics: dict[str, Any], dotted: str, source: Path) -> float:
+    node: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"{source}: no {dotted!r} (at {part!r})")
+        node = node[part]
+    return float("nan") if node is None else float(node)
+
+
+def fig6(files: list[Path], names: list[str] | None, metric: str, title: str) -> Any:
+    """AP (y) against the pruned fraction (x); a dense run (no selection) is a dashed line."""
+    import matplotlib.pyplot as plt
+
+    if names is not None and len(names) != len(files):
+        raise ValueError(f"--names gives {len(names)} names for {len(files)} metrics files")
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    for i, path in enumerate(files):
+        metrics = json.loads(path.read_text())
+        name = names[i] if names else path.parent.name
+        y, x = 100 * lookup(metrics, metric, path), pruned_fraction(metrics)
+        if x is None:
+            ax.axhline(y, ls="--", color="grey", lw=1)
+            ax.annotate(name, (0.02, y), xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
+            continue
+        ax.scatter([100 * x], [y], s=36, zorder=3)
+        ax.annotate(name, (100 * x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("tokens pruned at stages 3-4 (%)")
+    ax.set_ylabel(f"{metric.rsplit('.', 1)[-1]} (%)")
+    ax.set_title(title or "Performance vs pruning level", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def selection_heat(keep: list[Any], size: tuple[int, int]) -> np.ndarray:
+    """keep: per SPA block a [h, w] bool grid -> [H, W] fraction of blocks selecting each pixel."""
+    import torch
+    import torch.nn.functional as F
+
+    H, W = size
+    total = torch.zeros(H, W)
+    for k in keep:
+        total += F.interpolate(k[None, None].float(), size=(H, W), mode="nearest")[0, 0]  # [H, W]
+    return (total / max(1, len(keep))).numpy()
+
+
+def fig5(config_path: Path, checkpoint: Path, num_images: int, title: str) -> Any:
+    """Validation images of the run with the sum of its SPA blocks' selections overlaid."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .config import load_config
+    from .data import collate
+    from .engine import build_model, make_dataset, to_device
+    from .predict import AuxRecorder
+
+    config = load_config(config_path)
+    dataset = make_dataset(config, "val" if config.data.val is not None else "train")
+    model = build_model(config, dataset.num_classes)
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+    model.eval()
+    recorder = AuxRecorder(model.backbone)
+    n = min(num_images, len(dataset))
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.4), dpi=120, squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        images, targets = collate([dataset[i]])
+        with torch.no_grad():
+            model(images, [to_device(t, torch.device("cpu")) for t in targets])
+        aux = recorder.aux
+        if aux is None or not hasattr(aux, "keep"):
+            raise ValueError(
+                f"{checkpoint}: model {config.model.name!r} records no selection (fig5 needs SPT)"
+            )
+        image = images[0].permute(1, 2, 0).numpy()  # [H, W, 3] in [0, 1]
+        h, w = image.shape[:2]
+        keep = [k[0] for k in aux.keep]  # per block [h', w'] on the batch grid (padding included)
+        frame = (keep[0].shape[0] * aux.strides[0], keep[0].shape[1] * aux.strides[0])  # padded
+        heat = selection_heat(keep, frame)  # [H', W'] >= the image
+        ax.imshow(image)
+        ax.imshow(heat[:h, :w], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.set_axis_off()
+    fig.suptitle(title or "Selection of all SPA blocks (warm: selected, cold: pruned)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def run(args: argparse.Namespace) -> int:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from spt_data.io import atomic_write_bytes
+
+    if args.figure == "fig6":
+        if not args.metrics:
+            raise ValueError("figure fig6 needs --metrics")
+        fig = fig6(list(args.metrics), args.names, args.metric, args.title)
+    else:
+        if args.config is None or args.checkpoint is None:
+            raise ValueError("figure fig5 needs --config and --checkpoint")
+        fig = fig5(args.config, args.checkpoint, args.num_images, args.title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(args.out, buffer.getvalue())
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,154 @@
+# Helpers of the rules: paths, the run configs' --set overrides, the targets. No rule here.
+import os
+import shlex
+
+PROFILE = config["profile"]
+DATA = f"data/{PROFILE}"
+RUNS = f"runs/{PROFILE}"
+LOGS = f"logs/{PROFILE}"
+BENCH = f"benchmarks/{PROFILE}"
+FRAME = config["frame"]
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_]+",
+    split="train|val",
+    run="[A-Za-z0-9_]+",
+    model="[a-z0-9_]+",
+    table=r"table\d+",
+    row=r"\d+",
+
+
+def omp(wildcards, threads):
+    """OMP_NUM_THREADS: the job's threads, never more than this machine's CPUs."""
+    return max(1, min(threads, os.cpu_count() or 1))
+
+
+def dataset(name):
+    return config["datasets"][name]
+
+
+def raw_inputs(wildcards):
+    """The raw annotation and image paths of a split: synthesised in the run, or the user's."""
+    d = dataset(wildcards.dataset)
+    if "synth" in d:
+        root = f"{DATA}/raw/{wildcards.dataset}/{wildcards.split}"
+        return {"ann": f"{root}/labels/{wildcards.split}.json", "images": f"{root}/images/{wildcards.split}"}
+    split = d[wildcards.split]
+    return {k: split[k] for k in ("ann", "images", "root") if k in split}
+
+
+def convert_args(wildcards, input):
+    d = dataset(wildcards.dataset)
+    fmt = "bdd" if "synth" in d else d["format"]
+    if fmt == "voc":
+        split = d[wildcards.split].get("split", "trainval")
+        return f"--format voc --root {shlex.quote(input.root)} --split {split}"
+    return f"--format {fmt} --ann {shlex.quote(input.ann)} --images {shlex.quote(input.images)}"
+
+
+def flatten(prefix, value):
+    """{"model": {"backbone": {"depths": [1, 2]}}} -> [("model.backbone.depths", [1, 2])]."""
+    if isinstance(value, dict) and value:
+        return [kv for k, v in value.items() for kv in flatten(f"{prefix}.{k}" if prefix else k, v)]
+    return [(prefix, value)]
+
+
+def flow(value):
+    """A YAML flow value for spt-train's --set (read back with yaml.safe_load)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{}"
+    return str(value)
+
+
+def run_spec(run):
+    """The run's spt-train config: model defaults + the run's model, the shared schedule."""
+    r = config["runs"][run]
+    model = {**config["model_defaults"], "name": r["model"]}
+    for key in ("backbone", "detector"):
+        model[key] = {**config["model_defaults"].get(key, {}), **r.get(key, {})}
+    if "head" in r:
+        model["head"] = r["head"]
+    train = {**config["train"], **r.get("train", {})}
+    return {"model": model, "train": train, "device": config["device"]}
+
+
+def run_overrides(wildcards, input):
+    d = f"{DATA}/{config['runs'][wildcards.run]['dataset']}"
+    spec = run_spec(wildcards.run)
+    spec["data"] = {
+        "train": {"records": input.train, "labels": input.train_labels},
+        "val": {"records": input.val, "labels": input.val_labels},
+        "short": FRAME["short"],
+        "long": FRAME["long"],
+    }
+    spec["out_dir"] = f"{RUNS}/{wildcards.run}"
+    return " ".join(shlex.quote(f"--set={k}={flow(v)}") for k, v in flatten("", spec))
+
+
+def run_data(wildcards):
+    d = f"{DATA}/{config['runs'][wildcards.run]['dataset']}"
+    return {
+        "train": f"{d}/train.parquet",
+        "train_labels": f"{d}/train_labels.parquet",
+        "val": f"{d}/val.parquet",
+        "val_labels": f"{d}/val_labels.parquet",
+    }
+
+
+def launcher(wildcards):
+    """spt-train, or torchrun over the job's GPUs (multi-GPU training, DDP)."""
+    gpus = config["resources"]["fit"]["gpus"]
+    return "spt-train" if gpus <= 1 else f"torchrun --standalone --nproc-per-node {gpus} -m spt_train"
+
+
+def bench_models():
+    models = {row["model"] for t in config["tables"].values() for row in t["rows"] if "model" in row}
+    models |= {config["runs"][row["run"]]["model"] for t in config["tables"].values() for row in t["rows"] if "run" in row}
+    return sorted(models)
+
+
+def table_row(wildcards):
+    return config["tables"][wildcards.table]["rows"][int(wildcards.row)]
+
+
+def row_inputs(wildcards):
+    row = table_row(wildcards)
+    out = {}
+    if "run" in row:
+        out["metrics"] = f"{RUNS}/{row['run']}/metrics.json"
+    if config["tables"][wildcards.table].get("bench", True):
+        model = row.get("model") or config["runs"][row["run"]]["model"]
+        out["bench"] = f"{RUNS}/bench/{model}.json"
+    return out
+
+
+def row_args(wildcards, input):
+    row = table_row(wildcards)
+    args = [f"--metrics {input.metrics}" if "metrics" in input.keys() else ""]
+    if "bench" in input.keys():
+        args.append(f"--bench {input.bench} --model {row.get('model') or config['runs'][row['run']]['model']}")
+    columns = config["tables"][wildcards.table]["columns"]
+    args.append("--columns " + " ".join(shlex.quote(c) for c in columns))
+    return " ".join(a for a in args if a)
+
+
+def table_rows(wildcards):
+    n = len(config["tables"][wildcards.table]["rows"])
+    return [f"{RUNS}/rows/{wildcards.table}/{i}.json" for i in range(n)]
+
+
+def table_names(wildcards):
+    return " ".join(shlex.quote(r["name"]) for r in config["tables"][wildcards.table]["rows"])
+
+
+def all_targets():
+    tables = [f"results/{t}.csv" for t in config["tables"]]
+    figures = [f"results/{f}.png" for f in config["figures"]]
+    return tables + figures

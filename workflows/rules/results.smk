@@ -1,0 +1,91 @@
+# Table rows (eval metrics + bench) -> results/tableN.csv; figures -> results/figN.png.
+
+
+rule row:
+    input:
+        unpack(row_inputs),
+    output:
+        f"{RUNS}/rows/{{table}}/{{row}}.json",
+    params:
+        args=row_args,
+    log:
+        f"{LOGS}/row/{{table}}_{{row}}.log",
+    benchmark:
+        f"{BENCH}/row/{{table}}_{{row}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "OMP_NUM_THREADS={threads} spt-train row {params.args} --out {output} > {log} 2>&1"
+
+
+rule table:
+    input:
+        table_rows,
+    output:
+        report(
+            "results/{table}.csv",
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+    params:
+        columns=lambda w: " ".join(shlex.quote(c) for c in config["tables"][w.table]["columns"]),
+        names=table_names,
+        profile=PROFILE,
+    log:
+        f"{LOGS}/table/{{table}}.log",
+    benchmark:
+        f"{BENCH}/table/{{table}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "OMP_NUM_THREADS={threads} spt-train table --metrics {input} --columns {params.columns}"
+        " --names {params.names} --profile {params.profile} --out {output} > {log} 2>&1"
+
+
+rule fig6:
+    input:
+        lambda w: [f"{RUNS}/{r}/metrics.json" for r in config["figures"]["fig6"]["runs"]],
+    output:
+        report("results/fig6.png", caption="../report/fig6.rst", category="Figures"),
+    params:
+        names=lambda w: " ".join(shlex.quote(n) for n in config["figures"]["fig6"]["names"]),
+        title=f"Performance vs pruning level ({PROFILE} profile)",
+    log:
+        f"{LOGS}/figure/fig6.log",
+    benchmark:
+        f"{BENCH}/figure/fig6.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "OMP_NUM_THREADS={threads} spt-train figure fig6 --metrics {input} --names {params.names}"
+        " --title {params.title:q} --out {output} > {log} 2>&1"
+
+
+rule fig5:
+    input:
+        config=lambda w: f"{RUNS}/{config['figures']['fig5']['run']}/run.yaml",
+        checkpoint=lambda w: f"{RUNS}/{config['figures']['fig5']['run']}/final.pt",
+    output:
+        report("results/fig5.png", caption="../report/fig5.rst", category="Figures"),
+    params:
+        n=config["figures"].get("fig5", {}).get("num_images", 4),
+        title=f"Selection of all SPA blocks, warm: selected, cold: pruned ({PROFILE} profile)",
+    log:
+        f"{LOGS}/figure/fig5.log",
+    benchmark:
+        f"{BENCH}/figure/fig5.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "OMP_NUM_THREADS={threads} spt-train figure fig5 --config {input.config}"
+        " --checkpoint {input.checkpoint} --num-images {params.n} --title {params.title:q}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,69 @@
+# run config -> fit (resumes from out_dir/last.pt) -> eval on the val split.
+#
+# fit's output is final.pt, copied from last.pt only once training has finished: a killed job
+# leaves no final.pt, so Snakemake reruns fit, which resumes from last.pt. The run folder itself
+# is not an output, so Snakemake never deletes it (nor the checkpoints in it) on failure.
+
+
+rule run_config:
+    input:
+        unpack(run_data),
+    output:
+        f"{RUNS}/{{run}}/run.yaml",
+    params:
+        overrides=run_overrides,
+    log:
+        f"{LOGS}/run_config/{{run}}.log",
+    benchmark:
+        f"{BENCH}/run_config/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "OMP_NUM_THREADS={threads} spt-train config {params.overrides} --out {output} > {log} 2>&1"
+
+
+rule fit:
+    input:
+        config=f"{RUNS}/{{run}}/run.yaml",
+    output:
+        f"{RUNS}/{{run}}/final.pt",
+    params:
+        launcher=launcher,
+        omp=omp,
+        last=lambda w: f"{RUNS}/{w.run}/last.pt",
+    log:
+        f"{LOGS}/fit/{{run}}.log",
+    benchmark:
+        f"{BENCH}/fit/{{run}}.tsv"
+    threads: config["resources"]["fit"]["threads"]
+    resources:
+        mem_mb=config["resources"]["fit"]["mem_mb"],
+        runtime=config["resources"]["fit"]["runtime"],
+        gpu=config["resources"]["fit"]["gpus"],
+    shell:
+        "OMP_NUM_THREADS={params.omp} {params.launcher} fit {input.config} >> {log} 2>&1"
+        " && cp {params.last} {output}.tmp && mv {output}.tmp {output}"
+
+
+rule eval:
+    input:
+        config=f"{RUNS}/{{run}}/run.yaml",
+        checkpoint=f"{RUNS}/{{run}}/final.pt",
+    output:
+        f"{RUNS}/{{run}}/metrics.json",
+    params:
+        omp=omp,
+    log:
+        f"{LOGS}/eval/{{run}}.log",
+    benchmark:
+        f"{BENCH}/eval/{{run}}.tsv"
+    threads: config["resources"]["eval"]["threads"]
+    resources:
+        mem_mb=config["resources"]["eval"]["mem_mb"],
+        runtime=config["resources"]["eval"]["runtime"],
+        gpu=min(1, config["resources"]["fit"]["gpus"]),
+    shell:
+        "OMP_NUM_THREADS={params.omp} spt-train eval {input.config} --checkpoint {input.checkpoint}"
+        " --out {output} > {log} 2>&1"
