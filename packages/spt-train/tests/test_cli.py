@@ -93,6 +93,12 @@ def test_eval_of_a_checkpoint_then_table(write_config, tmp_path, capsys):
     capsys.readouterr()
     assert main(["table", "--metrics", str(out), "--columns", "bbox.AP51", "--out", str(table)]) == 2
     assert f"{out}: no 'bbox.AP51' (at 'AP51')" in capsys.readouterr().err
+    other = ["eval", str(config_path), "--set", "model.name=swin_t", "--out", str(tmp_path / "m.json")]
+    assert main(other) == 2
+    last = tmp_path / "run" / "last.pt"
+    assert (
+        f"{last}: checkpoint of another model: model.name differs from the config" in capsys.readouterr().err
+    )
 
 
 def test_bench_writes_params_macs_and_fps(tmp_path, capsys):

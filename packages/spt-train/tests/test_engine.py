@@ -151,3 +151,15 @@ def test_ddp_two_processes_equal_one_process_with_the_full_batch(synthetic, tmp_
     diff = torch.cat([(ddp[k].float() - single[k].float()).abs().flatten() for k in single])
     assert float(diff.max()) <= 1e-4, float(diff.max())  # measured 6.5e-5 on 17.3 M weights (256-channel FPN)
     assert float((diff > 1e-6).float().mean()) < 1e-4
+
+
+def test_amp_is_bf16_on_capable_cuda_and_fp32_on_cpu():
+    from spt_train.engine import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert amp_dtype("auto", cpu) is None and amp_dtype("none", cpu) is None
+    assert amp_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="amp fp16 needs CUDA"):
+        amp_dtype("fp16", cpu)
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        assert amp_dtype("auto", torch.device("cuda")) == torch.bfloat16

@@ -1,0 +1,141 @@
+"""The Snakemake pipeline (top-level ``Snakefile``, ``workflows/``): every target of the demo and
+paper profiles plans, a bad config stops before any job, the ``ci`` profile runs for real to a
+table and a figure, a finished pipeline reruns nothing, and a killed training resumes."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+SNAKEFILE = ROOT / "Snakefile"
+CONFIGS = ROOT / "workflows" / "config"
+BIN = Path(sys.executable).parent  # spt-data, spt-train and snakemake of this environment
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("snakemake", path=str(BIN)) is None, reason="snakemake not installed"
+)
+
+
+def snakemake(workdir: Path, config: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``snakemake -s Snakefile --configfile config`` in ``workdir`` (outputs land there)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--configfile", str(config)]
+    cmd += ["--replace-workflow-config", *args]
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, **kwargs)
+
+
+def paper_config(tmp_path: Path) -> Path:
+    """paper.yaml with its dataset paths replaced by empty files and folders under tmp_path."""
+    config = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
+    for name, d in config["datasets"].items():
+        for split in ("train", "val"):
+            for key in ("ann", "images", "root"):
+                if key in d[split]:
+                    path = tmp_path / "datasets" / name / split / key
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.mkdir() if key != "ann" else path.write_text("{}")
+                    d[split][key] = str(path)
+    out = tmp_path / "paper.yaml"
+    out.write_text(yaml.safe_dump(config))
+    return out
+
+
+@pytest.mark.parametrize("profile", ["demo", "paper", "ci"])
+def test_every_target_plans(profile, tmp_path):
+    config = paper_config(tmp_path) if profile == "paper" else CONFIGS / f"{profile}.yaml"
+    targets = yaml.safe_load(config.read_text())
+    expected = [f"results/{t}.csv" for t in targets["tables"]] + [
+        f"results/{f}.png" for f in targets["figures"]
+    ]
+    result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = snakemake(tmp_path, config, "-n", "--summary")
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = {line.split("\t")[0] for line in result.stdout.splitlines()}
+    assert set(expected) <= planned, set(expected) - planned
+    if profile != "ci":  # table2's rows: one trained run per T model, every bench model
+        assert "results/table2.csv" in expected
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["train"].update(lrr=0.1), "lrr"),
+        (lambda c: c["train"].update(batch_size=0), "batch_size"),
+        (lambda c: c["tables"]["table2"]["rows"][0].update(runn="x"), "runn"),
+        (lambda c: c["datasets"]["bdd"]["synth"].update(size="big"), "size"),
+    ],
+)
+def test_a_bad_config_stops_before_any_job_naming_the_key(edit, message, tmp_path):
+    config = yaml.safe_load((CONFIGS / "ci.yaml").read_text())
+    edit(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, path, "--cores", "1", "results/table2.csv")
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # no job ran
+
+
+@pytest.mark.slow
+def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path):
+    config = CONFIGS / "ci.yaml"
+    result = snakemake(
+        tmp_path, config, "--cores", "2", "results/table2.csv", "results/fig6.png", timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (tmp_path / "results" / "table2.csv").read_text().splitlines()
+    assert table[0].startswith("name,AP,AP50,params_M")
+    assert [r.split(",")[0] for r in table[1:]] == ["Swin-T", "SPT-T"]
+    assert all(",ci," in r for r in table[1:])  # the profile in every row
+    assert (tmp_path / "results" / "fig6.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = snakemake(tmp_path, config, "-n", "results/table2.csv", "results/fig6.png")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path):
+    config = yaml.safe_load((CONFIGS / "ci.yaml").read_text())
+    config["train"].update(max_steps=8, epochs=2, checkpoint_steps=1)
+    path = tmp_path / "ci8.yaml"
+    path.write_text(yaml.safe_dump(config))
+    target = "runs/ci/spt_t/final.pt"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    straight.mkdir(), killed.mkdir()
+    assert snakemake(straight, path, "--cores", "1", target, timeout=600).returncode == 0
+
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--configfile", str(path)]
+    proc = subprocess.Popen(
+        [*cmd, "--replace-workflow-config", "--cores", "1", target],
+        cwd=killed,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    last = killed / "runs" / "ci" / "spt_t" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C mid-training
+    proc.wait(timeout=120)
+    assert proc.returncode != 0, "training finished before the kill; make the run longer"
+    assert last.exists() and not (killed / target).exists()  # the checkpoint survives, no output
+
+    assert snakemake(killed, path, "--cores", "1", target, timeout=600).returncode == 0
+    log = (killed / "logs" / "ci" / "fit" / "spt_t.log").read_text()
+    assert "resumed" in log
+    a = torch.load(straight / target, map_location="cpu", weights_only=False)
+    b = torch.load(killed / target, map_location="cpu", weights_only=False)
+    assert a["step"] == b["step"] == 8
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=0, atol=0, msg=k)
