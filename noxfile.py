@@ -10,6 +10,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+PIPELINE = ["snakemake==9.27.1", "matplotlib==3.11.2"]  # the Snakefile and its figures (tests run both)
 ROOT = Path(__file__).parent
 PACKAGES = sorted(
     p.relative_to(ROOT) for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists()
@@ -19,7 +20,7 @@ PACKAGES = sorted(
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """All packages editable with their test extras in one venv; pytest over all of them."""
-    session.install(*TORCH)
+    session.install(*TORCH, *PIPELINE)
     session.install(*(arg for p in PACKAGES for arg in ("-e", f"{p}[test]")))
     session.run("pytest", *(str(p / "tests") for p in PACKAGES), *session.posargs)
 

@@ -1,0 +1,48 @@
+"""``spt-train config | row | figure``, the commands the pipeline's rules call."""
+
+import json
+
+import yaml
+
+from spt_train.cli import main
+
+
+def test_config_composes_checks_and_writes_a_run_config(synthetic, tmp_path, capsys):
+    out = tmp_path / "run.yaml"
+    sets = [f"--set=data.train.records={synthetic / 'train.parquet'}", "--set=out_dir=runs/x"]
+    sets += ["--set=model.backbone.depths=[1, 1, 2, 2]", "--set=train.max_steps=3"]
+    assert main(["config", *sets, "--out", str(out)]) == 0
+    config = yaml.safe_load(out.read_text())
+    assert config["model"]["backbone"] == {"depths": [1, 1, 2, 2]} and config["train"]["max_steps"] == 3
+    assert main(["config", *sets, "--set=train.lrr=1", "--out", str(tmp_path / "bad.yaml")]) == 2
+    assert "train.lrr: unknown key (did you mean 'lr'?)" in capsys.readouterr().err
+    assert not (tmp_path / "bad.yaml").exists()
+
+
+def test_row_joins_metrics_and_bench_and_leaves_missing_cells_null(tmp_path):
+    bench = tmp_path / "bench.json"
+    doc = {"environment": {"device": "cpu"}, "size": "1280x800", "repeats": 0}
+    bench.write_text(json.dumps({**doc, "rows": [{"model": "swin_s", "params_m": 69.0}]}))
+    out = tmp_path / "row.json"
+    assert (
+        main(
+            ["row", "--bench", str(bench), "--model", "swin_s", "--columns", "AP=bbox.AP", "--out", str(out)]
+        )
+        == 0
+    )
+    row = json.loads(out.read_text())
+    assert row["bbox"] == {"AP": None} and row["bench"]["params_m"] == 69.0 and row["size"] == "1280x800"
+    assert main(["row", "--bench", str(bench), "--model", "spt_b", "--out", str(out)]) == 2
+
+
+def test_fig6_writes_a_png(tmp_path):
+    dense, sparse = tmp_path / "a" / "metrics.json", tmp_path / "b" / "metrics.json"
+    for path, metrics in (
+        (dense, {"bbox": {"AP": 0.2}}),
+        (sparse, {"bbox": {"AP": 0.25}, "selection": {"stride16": {"select_ratio": 0.3}}}),
+    ):
+        path.parent.mkdir()
+        path.write_text(json.dumps(metrics))
+    out = tmp_path / "fig6.png"
+    assert main(["figure", "fig6", "--metrics", str(dense), str(sparse), "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
