@@ -7,7 +7,7 @@ from spt_models import SPTBackbone, create_model
 from spt_models.vit import VisionTransformer
 
 # one model per code path (S/B variants differ in depth and width only; test_detection.py trains
-# every registered backbone under Mask and Faster R-CNN)
+# every registered backbone under Mask R-CNN)
 BACKBONES = [
     "swin_t",
     "spt_t",

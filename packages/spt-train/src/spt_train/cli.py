@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spt_models.cli import nonnegative_int, parse_size  # argument types shared with spt-models
+
 log = logging.getLogger("spt_train")
 
 
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="detector head",
     )
     p.add_argument("--size", type=parse_size, default=(800, 1280), help="input WIDTHxHEIGHT")
-    p.add_argument("--repeats", type=non_negative_int, default=5, help="timed backbone forwards (0: no FPS)")
+    p.add_argument("--repeats", type=nonnegative_int, default=5, help="timed backbone forwards (0: no FPS)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", type=Path, required=True, help="JSON to write (atomically)")
     p = sub.add_parser("table", help="metrics JSON files -> a CSV table with provenance", formatter_class=fmt)
@@ -96,29 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (compose, rows, figures):
         module.add_parser(sub, fmt)
     return parser
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"1280x800"`` (WIDTHxHEIGHT) -> (height, width)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size should be WIDTHxHEIGHT, e.g. 1280x800, got {text!r}"
-        ) from None
-    if width < 32 or height < 32:
-        raise argparse.ArgumentTypeError(f"size should be at least 32x32, got {text!r}")
-    return height, width
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def check_out(parser: argparse.ArgumentParser, out: Path) -> None:
