@@ -11,14 +11,15 @@ from .errors import DataError
 __all__ = ["load_json"]
 
 
-def load_json(path: Path) -> Any:
-    """Parse ``path`` as JSON; missing, unreadable or invalid files raise :class:`DataError`."""
+def load_json(path: Path, what: str = "annotation") -> Any:
+    """Parse ``path`` as JSON; missing, unreadable or invalid files raise :class:`DataError`
+    naming the file (``what``: the kind of file, for the message)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
-        raise DataError(f"{path}: annotation file not found") from e
+        raise DataError(f"{path}: {what} file not found") from e
     except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read annotation file: {e}") from e
+        raise DataError(f"{path}: cannot read {what} file: {e}") from e
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -21,7 +21,6 @@ and the bad value.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,26 +28,12 @@ from typing import Any
 
 from spt_data import Dataset, Record, RleMask
 from spt_data.coco import parse_segmentation
-from spt_data.jsonfile import type_name
+from spt_data.jsonfile import load_json, type_name
 from spt_data.maskcheck import rle_string_problem
 
 from .coco import coco_image_ids
 
-__all__ = ["load_predictions", "read_json"]
-
-
-def read_json(path: Path) -> Any:
-    """Parse a predictions file; missing, unreadable or invalid JSON raises ValueError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ValueError(f"{path}: predictions file not found") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read predictions file: {e}") from e
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+__all__ = ["load_predictions"]
 
 
 def _num(v: Any) -> bool:
@@ -82,7 +67,7 @@ def load_predictions(
     """
     path = Path(path)
     g = _Gt(gt, categories)
-    data = read_json(path)
+    data = load_json(path, "predictions")
     if isinstance(data, dict) and "frames" in data:
         return _bdd(data["frames"], path, g)
     if not isinstance(data, list):
