@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .table import lookup
+
 
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     from .cli import existing_file
@@ -42,13 +44,10 @@ def pruned_fraction(metrics: dict[str, Any]) -> float | None:
     return None if not ratios else 1.0 - float(np.mean(ratios))
 
 
-def lookup(metrics: dict[str, Any], dotted: str, source: Path) -> float:
-    node: Any = metrics
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"{source}: no {dotted!r} (at {part!r})")
-        node = node[part]
-    return float("nan") if node is None else float(node)
+def metric_value(metrics: dict[str, Any], dotted: str, source: Path) -> float:
+    """The number at ``dotted`` in a metrics file (:func:`spt_train.table.lookup`); null -> NaN."""
+    value = lookup(metrics, dotted, source)
+    return float("nan") if value is None else float(value)
 
 
 def fig6(files: list[Path], names: list[str] | None, metric: str, title: str) -> Any:
@@ -61,7 +60,7 @@ def fig6(files: list[Path], names: list[str] | None, metric: str, title: str) ->
     for i, path in enumerate(files):
         metrics = json.loads(path.read_text())
         name = names[i] if names else path.parent.name
-        y, x = 100 * lookup(metrics, metric, path), pruned_fraction(metrics)
+        y, x = 100 * metric_value(metrics, metric, path), pruned_fraction(metrics)
         if x is None:
             ax.axhline(y, ls="--", color="grey", lw=1)
             ax.annotate(name, (0.02, y), xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
