@@ -51,6 +51,7 @@ def test_pipeline_end_to_end(tmp_path, capsys):
         == 0
     )
     rec_coco = tmp_path / "rec_coco.parquet"
+    rec_small = tmp_path / "rec_small.parquet"
     assert (
         main(
             [
@@ -85,7 +86,12 @@ def test_pipeline_end_to_end(tmp_path, capsys):
         == 0
     )
     assert (
-        main(["--no-progress", "subset", "--records", str(rec), "--out", str(man), "--max-ratio", "0.25"])
+        main(
+            [
+                *("--no-progress", "subset", "--records", str(rec), "--out", str(man)),
+                *("--max-ratio", "0.25", "--records-out", str(rec_small)),
+            ]
+        )
         == 0
     )
     assert (
@@ -121,6 +127,9 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     rows = read_manifest(man)
     assert [row["ratio"] for row in rows] == pytest.approx([object_ratio(r) for r in records])
     assert [row["in_subset"] for row in rows] == [object_ratio(r) < 0.25 for r in records]
+    small = read_records(rec_small)
+    assert [r.image_id for r in small.records] == [r.image_id for r in records if object_ratio(r) < 0.25]
+    assert small.categories == read_records(rec).categories
     summary = json.loads(stats.read_text())
     assert summary["records"]["images"] == 12
     assert summary["records"]["instances"] == sum(r.num_instances for r in records)

@@ -91,6 +91,10 @@ def _usage_cases(raw: Path, rec: Path, tmp: Path) -> dict[str, tuple[list[str], 
             [*sub, "--out", str(tmp / "manifest.txt")],
             f"argument --out: must end in .csv or .parquet (manifest), got '{tmp / 'manifest.txt'}'",
         ),
+        "subset --records-out = --records": (
+            [*sub, "--out", str(tmp / "m.csv"), "--records-out", str(rec)],
+            "subset --records-out must not be the input --records file",
+        ),
         "convert --out records.csv": (
             [*bdd, "--out", str(tmp / "records.csv")],
             f"argument --out: must end in .parquet (records Parquet), got '{tmp / 'records.csv'}'",
@@ -131,7 +135,7 @@ CASE_NAMES = [
     "labels --strides 0", "labels --strides -8", "labels --strides 8 8", "labels --pad-to 0",
     "labels --short -5", "labels --long x", "synth --num-images -1", "synth --size 10x10",
     "synth --out a file", "synth into a held split", "subset --max-ratio nan", "subset --max-ratio -0.25",
-    "subset --out manifest.txt", "convert --out records.csv", "convert --out a directory",
+    "subset --out manifest.txt", "subset --records-out = --records", "convert --out records.csv", "convert --out a directory",
     "convert --out under a file", "convert bdd without images or size", "convert coco without --images",
     "convert voc without --root", "labels --records missing", "stats without inputs", "stats --out not json",
 ]  # fmt: skip

@@ -9,6 +9,7 @@ reports the counts (images, annotations) at the end; ``raise`` (default) stops a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Iterable
@@ -118,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
         "--max-ratio", type=ca.ratio, default=SMALL_OBJECT_RATIO, help="keep images with ratio < this"
     )
     sb.add_argument("--boxes-only", action="store_true", help="ignore instance masks, use boxes")
+    sb.add_argument(
+        "--records-out",
+        type=ca.output_file(".parquet", what="records Parquet"),
+        help="also write the records of the subset's images (train or evaluate on BDD-S / VOC-S)",
+    )
 
     st = _sub(sub, "stats", "summaries of records, labels and a manifest")
     st.add_argument("--records", type=ca.existing_file, help="records .parquet")
@@ -149,6 +155,12 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         dup = sorted({s for s in args.strides if args.strides.count(s) > 1})
         if dup:
             return f"argument --strides: each stride once, got {' '.join(map(str, args.strides))}"
+    if (
+        args.command == "subset"
+        and args.records_out
+        and Path(args.records_out).resolve() == Path(args.records).resolve()
+    ):
+        return "subset --records-out must not be the input --records file"
     if args.command == "stats" and not (args.records or args.labels or args.manifest):
         return "stats needs at least one of --records, --labels, --manifest"
     if args.command == "synth" and not args.overwrite:
@@ -244,6 +256,11 @@ def _subset(args: argparse.Namespace, bars: _Bars) -> int:
     kept = sum(r["in_subset"] for r in rows)
     print(f"wrote {args.out}: {kept} of {len(rows)} images with object-to-pixel ratio < {args.max_ratio}")
     _warn_if_empty(len(rows), args.out)
+    if args.records_out:
+        subset = [rec for rec, row in zip(ds.records, rows) if row["in_subset"]]
+        write_records(args.records_out, dataclasses.replace(ds, records=subset, num_skipped=0))
+        print(f"wrote {args.records_out}: {len(subset)} records")
+        _warn_if_empty(len(subset), args.records_out)
     return 0
 
 
