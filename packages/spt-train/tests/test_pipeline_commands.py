@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 
 from spt_train.cli import main
@@ -46,3 +47,21 @@ def test_fig6_writes_a_png(tmp_path):
     out = tmp_path / "fig6.png"
     assert main(["figure", "fig6", "--metrics", str(dense), str(sparse), "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_row_nests_another_runs_metrics_under_also(tmp_path, capsys):
+    with_loss, without = tmp_path / "w.json", tmp_path / "wo.json"
+    with_loss.write_text(json.dumps({"bbox": {"AP": 0.2}, "selection": {"stride16": {"select_ratio": 0.3}}}))
+    without.write_text(json.dumps({"bbox": {"AP": 0.1}, "selection": {"stride16": {"select_ratio": 0.8}}}))
+    out = tmp_path / "row.json"
+    columns = ["AP=bbox.AP", "w=selection.stride16.select_ratio", "wo=noloss.selection.stride16.select_ratio"]
+    args = ["row", "--metrics", str(with_loss), "--also", f"noloss={without}", "--columns", *columns]
+    assert main([*args, "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert (row["bbox"]["AP"], row["noloss"]["selection"]["stride16"]["select_ratio"]) == (0.2, 0.8)
+    assert main(["row", "--metrics", str(with_loss), "--also", f"bbox={without}", "--out", str(out)]) == 2
+    assert f"--also bbox={without}: 'bbox' is already a key of the row" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        main(["row", "--metrics", str(with_loss), "--also", str(without), "--out", str(out)])
+    assert exit.value.code == 2
+    assert f"expected NAME=METRICS with NAME a word, got '{without}'" in capsys.readouterr().err

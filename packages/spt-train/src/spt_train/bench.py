@@ -33,7 +33,11 @@ def training_stage_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
     return counter.get_total_flops() // 2
 
 
-def bench(models: list[str], head: str, height: int, width: int, repeats: int, device: str) -> dict[str, Any]:
+def bench(
+    models: list[str], head: str, height: int, width: int, repeats: int, device: str, warmup: int = 1
+) -> dict[str, Any]:
+    """Each model: params, MACs, then ``repeats`` timed backbone forwards after ``warmup`` untimed
+    ones (the MAC counts' forwards come first, so the weights are already touched)."""
     dev = torch.device(device)
     rows = []
     for name in models:
@@ -41,18 +45,16 @@ def bench(models: list[str], head: str, height: int, width: int, repeats: int, d
         detector = create_detector(name, head, num_classes=91).to(dev).eval()
         backbone = detector.backbone.body
         x = torch.randn(1, 3, height, width, device=dev)
-        fps = measure_fps(backbone, x, warmup=1, repeats=repeats) if repeats else None
-        rows.append(
-            {
-                "model": name,
-                "head": head,
-                "params_m": count_params(detector) / 1e6,
-                "backbone_params_m": count_params(backbone) / 1e6,
-                "backbone_macs_g": training_stage_macs(backbone, x) / 1e9,
-                "macs_g": detector_macs(detector, height, width) / 1e9,
-                "backbone_fps": None if fps is None else fps.fps,
-            }
-        )
+        row = {
+            "model": name,
+            "head": head,
+            "params_m": count_params(detector) / 1e6,
+            "backbone_params_m": count_params(backbone) / 1e6,
+            "backbone_macs_g": training_stage_macs(backbone, x) / 1e9,
+            "macs_g": detector_macs(detector, height, width) / 1e9,
+        }
+        fps = measure_fps(backbone, x, warmup=warmup, repeats=repeats) if repeats else None
+        rows.append({**row, "backbone_fps": None if fps is None else fps.fps})
     return {
         "environment": {
             "device": torch.cuda.get_device_name(dev)
@@ -63,6 +65,7 @@ def bench(models: list[str], head: str, height: int, width: int, repeats: int, d
             "threads": torch.get_num_threads(),
         },
         "size": f"{width}x{height}",
+        "warmup": warmup,
         "repeats": repeats,
         "rows": rows,
     }

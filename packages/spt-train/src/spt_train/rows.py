@@ -4,6 +4,9 @@ architecture), cells the row does not have set to null, so ``spt-train table`` w
 
     spt-train row --metrics runs/spt_t/metrics.json --bench bench.json --model spt_t \
         --columns AP=bbox.AP macs_g=bench.macs_g --out rows/spt_t.json
+
+``--also NAME=METRICS`` nests another run's metrics under ``NAME`` (Table 6: the select ratios of
+the same model trained without the selection loss, ``noloss.selection.stride16.select_ratio``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,26 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     )
     p.add_argument("--bench", type=existing_file, help="spt-train bench JSON holding the row's model")
     p.add_argument("--model", help="the row's model in the bench JSON (default: the run's model)")
+    p.add_argument(
+        "--also",
+        type=also_metrics,
+        action="append",
+        default=[],
+        metavar="NAME=METRICS",
+        help="another run's eval metrics JSON, nested under NAME (repeatable)",
+    )
     p.add_argument("--columns", nargs="*", default=[], help="the table's columns: missing cells become null")
     p.add_argument("--out", type=Path, required=True, help="row JSON to write (atomically)")
+
+
+def also_metrics(text: str) -> tuple[str, Path]:
+    """``NAME=path`` -> (NAME, path); the path must exist."""
+    from .cli import existing_file
+
+    name, sep, path = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=METRICS with NAME a word, got {text!r}")
+    return name, existing_file(path)
 
 
 def bench_row(doc: dict[str, Any], model: str, source: Path) -> dict[str, Any]:
@@ -50,9 +71,17 @@ def fill(row: dict[str, Any], columns: list[str]) -> None:
 
 
 def make_row(
-    metrics: Path | None, bench: Path | None, model: str | None, columns: list[str]
+    metrics: Path | None,
+    bench: Path | None,
+    model: str | None,
+    columns: list[str],
+    also: list[tuple[str, Path]] = (),
 ) -> dict[str, Any]:
     row: dict[str, Any] = json.loads(metrics.read_text()) if metrics is not None else {}
+    for name, path in also:
+        if name in row or name == "bench":
+            raise ValueError(f"--also {name}={path}: {name!r} is already a key of the row")
+        row[name] = json.loads(path.read_text())
     model = model or row.get("config", {}).get("model", {}).get("name")
     if bench is not None:
         if model is None:
@@ -70,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.metrics is None and args.bench is None:
         raise ValueError("row needs --metrics, --bench or both")
-    row = make_row(args.metrics, args.bench, args.model, args.columns)
+    row = make_row(args.metrics, args.bench, args.model, args.columns, args.also)
     atomic_write_text(args.out, json.dumps(row, indent=1))
     print(f"wrote {args.out}")
     return 0
