@@ -30,7 +30,7 @@ def test_a_valid_config_fills_defaults(write_config):
         (lambda d: d["train"].update(epochs=0), "train.epochs: should be > 0, got 0"),
         (
             lambda d: d["model"].update(head="yolo"),
-            "model.head: expected one of ['faster_rcnn', 'mask_rcnn', 'cascade_mask_rcnn'], got 'yolo'",
+            "model.head: expected one of ['faster_rcnn', 'mask_rcnn', 'cascade_mask_rcnn', 'classifier'], got 'yolo'",
         ),
         (
             lambda d: d["data"]["train"].update(records="nope.parquet"),

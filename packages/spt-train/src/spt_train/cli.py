@@ -5,7 +5,7 @@
     spt-train eval run.yaml --checkpoint runs/x/last.pt --out metrics.json
     spt-train eval --gt records.parquet --predictions dets.json --metric coco --out metrics.json
     spt-train bench --models swin_t spt_t --head mask_rcnn --size 1280x800 --out bench.json
-    spt-train table --metrics runs/*/metrics.json --columns AP50 select_ratio --out results/table2.csv
+    spt-train table --metrics runs/*/metrics.json --columns AP50=bbox.AP50 select_ratio --out t2.csv
 
 Exit codes: 0 success, 2 usage, config or data error (one line naming the file and the key or
 record), 1 anything else. torch is imported inside the commands, so ``--help`` is instant.
@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("fit", help="train a detector from a YAML run config", formatter_class=fmt)
+    p = sub.add_parser(
+        "fit",
+        help="train a detector or a classifier (model.head) from a YAML run config",
+        formatter_class=fmt,
+    )
     p.add_argument("config", type=existing_file, help="run config (YAML)")
     p.add_argument(
         "--set", dest="overrides", type=parse_override, action="append", default=[], help="KEY=VALUE override"
@@ -64,7 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["val", "train"], default="val", help="split of the config to predict")
     p.add_argument("--gt", type=existing_file, help="ground-truth records Parquet (with --predictions)")
     p.add_argument("--predictions", type=existing_file, help="COCO results json or BDD/Scalabel frames json")
-    p.add_argument("--metric", choices=["coco", "voc"], default="coco", help="COCOeval or VOC AP")
+    p.add_argument(
+        "--metric",
+        choices=["coco", "voc"],
+        default="coco",
+        help="detectors: COCOeval or VOC AP (a classifier is scored by VOC multi-label mAP)",
+    )
+    p.add_argument(
+        "--macs-images",
+        type=nonnegative_int,
+        default=16,
+        help="classifier: backbone MACs per image measured on the first N images of the split",
+    )
     p.add_argument(
         "--set", dest="overrides", type=parse_override, action="append", default=[], help="KEY=VALUE override"
     )
@@ -171,14 +186,23 @@ def _eval(args: argparse.Namespace) -> int:
         checkpoint = args.checkpoint or Path(config.out_dir) / "last.pt"
         if not checkpoint.exists():
             raise ValueError(f"{checkpoint}: no checkpoint (train first, or give --checkpoint)")
-        metrics = evaluate_checkpoint(config, checkpoint, args.out, args.metric, args.split)
-    print(format_summary(metrics))
+        metrics = evaluate_checkpoint(config, checkpoint, args.out, args.metric, args.split, args.macs_images)
+    if "cls" in metrics:
+        from .predict import format_classification
+
+        print(format_classification(metrics))
+    else:
+        print(format_summary(metrics))
     for stage, m in metrics.get("selection", {}).items():
-        print(
-            f"{stage}: select ratio {m['select_ratio']:.3f}, retention {m['retention']:.3f}, density {m['density_before']:.3f} -> {m['density_after']:.3f}"
-        )
+        r, dense, sparse = (_fmt(m[k]) for k in ("retention", "density_before", "density_after"))
+        print(f"{stage}: select ratio {_fmt(m['select_ratio'])}, retention {r}, density {dense} -> {sparse}")
     print(f"wrote {args.out}")
     return 0
+
+
+def _fmt(value: float | None) -> str:
+    """A metric of a JSON-ready metrics dict (None: NaN) -> 3 decimals."""
+    return "nan" if value is None else f"{value:.3f}"
 
 
 def _bench(args: argparse.Namespace) -> int:

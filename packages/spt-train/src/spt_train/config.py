@@ -24,6 +24,7 @@ __all__ = [
     "RunConfig",
     "SplitConfig",
     "TrainConfig",
+    "check_model",
     "load_config",
 ]
 
@@ -35,11 +36,12 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     name: str = "spt_t"  # a registered backbone (spt_models.list_models())
-    head: Literal["faster_rcnn", "mask_rcnn", "cascade_mask_rcnn"] = "faster_rcnn"
+    head: Literal["faster_rcnn", "mask_rcnn", "cascade_mask_rcnn", "classifier"] = "faster_rcnn"
     backbone: dict[str, Any] = field(default_factory=dict)  # overrides of the backbone's config fields
     detector: dict[str, Any] = field(default_factory=dict)  # torchvision detector options (rpn_*, box_*)
     select_weight: float = 0.01  # alpha of eq. 10
     weights: str | None = None  # a torchvision Swin state dict to start from (path), or none
+    gt_select: bool = False  # classifier: the selection labels are the backbone's keep (Fig. 4)
 
 
 @dataclass
@@ -119,6 +121,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         node[last] = value
     config = build(RunConfig, data, str(path), "")
     check_paths(config, path)
+    check_model(config, path)
     return config
 
 
@@ -220,6 +223,50 @@ def check_paths(config: RunConfig, file: Path) -> None:
                 raise ConfigError(f"{file}: {where}.{name}: {value} does not exist")
     if config.model.weights is not None and not Path(config.model.weights).exists():
         raise ConfigError(f"{file}: model.weights: {config.model.weights} does not exist")
+
+
+def check_model(config: RunConfig, file: Path) -> None:
+    """The head, the model and ``gt_select`` fit together. A classifier's backbone is built on the
+    meta device (no memory, no weights) to learn whether it can take ground-truth selection:
+    ``vit_s16``, or an SPT built with ``selection="given"`` (which needs it)."""
+    m = config.model
+    if m.head != "classifier":
+        if m.gt_select:
+            raise ConfigError(
+                f"{file}: model.gt_select: ground-truth selection is for head 'classifier', got head {m.head!r}"
+            )
+        return
+    if m.detector:
+        raise ConfigError(
+            f"{file}: model.detector: detector options do not apply to head 'classifier', got {sorted(m.detector)}"
+        )
+    import torch
+
+    from spt_models import SPTBackbone, VisionTransformer, create_model, list_models
+
+    if m.name not in list_models():
+        raise ConfigError(f"{file}: model.name: unknown model {m.name!r}; known: {', '.join(list_models())}")
+    try:
+        with torch.device("meta"):
+            backbone = create_model(m.name, **m.backbone)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{file}: model.backbone: {e}") from None
+    given = isinstance(backbone, SPTBackbone) and backbone.selection == "given"
+    if given and not m.gt_select:
+        raise ConfigError(
+            f"{file}: model.gt_select: {m.name} selects the label tokens (selection 'given'): set gt_select: true"
+        )
+    if m.gt_select and not (given or isinstance(backbone, VisionTransformer)):
+        raise ConfigError(
+            f"{file}: model.gt_select: ground-truth selection needs vit_s16 or an SPT with selection "
+            f"'given' (e.g. spt_t_oracle), got {m.name!r}"
+        )
+    if m.gt_select:
+        for where, split in (("data.train", config.data.train), ("data.val", config.data.val)):
+            if split is not None and split.labels is None:
+                raise ConfigError(
+                    f"{file}: {where}.labels: gt_select needs selection labels (spt-data labels)"
+                )
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

@@ -173,6 +173,11 @@ class ClassificationDataset(DetectionDataset):
     ignore/difficult instances: left out of its AP, as VOC's devkit does), ``select`` and ``index``.
     """
 
+    @property
+    def num_classes(self) -> int:
+        """K: a multi-label classifier has no background class."""
+        return len(self.category_ids)
+
     def _target(self, record: Record, frame: Frame, index: int) -> dict[str, Any]:
         K = len(self.category_ids)
         labels, seen = torch.zeros(K), torch.zeros(K, dtype=torch.bool)

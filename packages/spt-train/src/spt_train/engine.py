@@ -1,6 +1,9 @@
 """The training loop: ``fit(config)`` reads top to bottom, as nanoGPT's ``train.py``.
 
-Legend: B images per process and step, W processes.
+Legend: B images per process and step, W processes, K classes.
+
+Detectors and multi-label classifiers (``model.head: classifier``, :class:`spt_models.Classifier`)
+go through the same loop; :func:`batch_losses` is the one place where their batches differ.
 
 AdamW with the Swin detection parameter groups, warm-up then step or cosine schedule (per step),
 gradient clipping, AMP (bf16 where supported, fp16 with a scaler on CUDA), seeded everything, a
@@ -13,12 +16,15 @@ image), so nothing depends on where a run resumed.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import math
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +35,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from spt_models import create_detector, load_swin_weights
+from spt_models import Classifier, create_detector, create_model, load_swin_weights
+from spt_models.detection import batch_select_labels
 
-from .config import RunConfig, to_dict
-from .data import DetectionDataset, collate, seed_worker
+from .config import ModelConfig, RunConfig, to_dict
+from .data import ClassificationDataset, DetectionDataset, collate, collate_padded, seed_worker
 from .distributed import Dist, cleanup, init_distributed, pick_device
 from .sampler import ResumableBatchSampler
 
@@ -74,26 +81,40 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 
 def build_model(config: RunConfig, num_classes: int) -> nn.Module:
+    """The run's detector or classifier; ``num_classes`` as the dataset counts it (a detector's
+    K + 1 with the background, a classifier's K)."""
     m = config.model
     torch.manual_seed(config.train.seed)  # the same initial weights in every process
-    model = create_detector(
-        m.name,
-        m.head,
-        num_classes,
-        backbone_kwargs=m.backbone,
-        loss_weights={"loss_select": m.select_weight},
-        **m.detector,
-    )
+    if m.head == "classifier":
+        model = Classifier(
+            create_model(m.name, **m.backbone),
+            num_classes,
+            gt_select=m.gt_select,
+            loss_weights={"loss_select": m.select_weight},
+        )
+        body = model.backbone
+    else:
+        model = create_detector(
+            m.name,
+            m.head,
+            num_classes,
+            backbone_kwargs=m.backbone,
+            loss_weights={"loss_select": m.select_weight},
+            **m.detector,
+        )
+        body = model.backbone.body
     if m.weights is not None:
-        report = load_swin_weights(model.backbone.body, m.weights)
+        report = load_swin_weights(body, m.weights)
         log.info("loaded %s (%d fresh keys)", m.weights, len(report.fresh))
     return model
 
 
 def make_dataset(config: RunConfig, split: str) -> DetectionDataset:
-    d = config.data
+    """The split's :class:`DetectionDataset`, or :class:`ClassificationDataset` for a classifier."""
+    d, head = config.data, config.model.head
     s = getattr(d, split)
-    return DetectionDataset(
+    dataset = ClassificationDataset if head == "classifier" else DetectionDataset
+    return dataset(
         s.records,
         s.labels,
         s.images,
@@ -101,10 +122,40 @@ def make_dataset(config: RunConfig, split: str) -> DetectionDataset:
         long=d.long,
         pad_to=d.pad_to,
         flip=d.flip if split == "train" else 0.0,
-        masks=d.masks or config.model.head != "faster_rcnn",
+        masks=d.masks or head in ("mask_rcnn", "cascade_mask_rcnn"),
         on_error=d.on_error,
         seed=config.train.seed,
     )
+
+
+def make_collate(config: RunConfig) -> Callable[[list], tuple]:
+    """Detector batches: lists of images (the detector pads); classifier batches: one padded tensor."""
+    if config.model.head == "classifier":
+        return functools.partial(collate_padded, pad_to=config.data.pad_to)
+    return collate
+
+
+def batch_losses(net: nn.Module, batch: tuple, device: torch.device, generator: torch.Generator) -> dict:
+    """One training forward -> the weighted losses. ``batch``: a detector's ``(images, targets)``
+    (:func:`collate`) or a classifier's ``(images [B, 3, H, W], valid [B, 2], targets)``
+    (:func:`collate_padded`: labels [B, K] stacked from the targets, selection labels padded to
+    ``{stride: [B, h_s, w_s]}`` or None without a label file)."""
+    if len(batch) == 2:
+        images, targets = batch
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [to_device(t, device) for t in targets]
+        return net(images, targets, generator=generator)
+    images, valid, targets = batch
+    targets = [to_device(t, device) for t in targets]
+    labels = torch.stack([t["labels"] for t in targets])  # [B, K]
+    _, losses = net(
+        images.to(device, non_blocking=True),
+        labels=labels,
+        select=batch_select_labels(targets),
+        valid=valid.to(device),
+        generator=generator,
+    )
+    return losses
 
 
 class Checkpoint:
@@ -143,6 +194,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> None:
     """A checkpoint resumes only the run it came from: same model and same training data/schedule."""
     now = to_dict(config)
+    saved = {**saved, "model": saved_model(saved["model"])}
     for section in ("model", "data", "train"):
         for key in sorted(set(saved[section]) | set(now[section])):
             if key in ("epochs", "max_steps", "log_steps", "num_workers", "checkpoint_steps"):
@@ -154,16 +206,23 @@ def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> Non
                 )
 
 
+def saved_model(model: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's ``model`` config with the keys added since it was written at their defaults
+    (``gt_select``), so older checkpoints still resume and evaluate."""
+    return {**dataclasses.asdict(ModelConfig()), **model}
+
+
 class SelectRatio:
-    """Forward hook on the detector's backbone: the mean select ratio of the last forward (SPT)."""
+    """Forward hook on the model's backbone: the mean select ratio of the last forward (a model
+    with a selection record, e.g. SPT; None for the others, ViT included)."""
 
     def __init__(self, backbone: nn.Module) -> None:
         self.value: float | None = None
         backbone.register_forward_hook(self)
 
     def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
-        aux = output[1]
-        ratios = [] if aux is None else list(aux.ratio.values())
+        aux = output[1]  # the selection record; a ViT returns (cls, tokens) and has none
+        ratios = list(aux.ratio.values()) if hasattr(aux, "ratio") else []
         self.value = float(torch.stack(ratios).mean()) if ratios else None
 
 
@@ -232,7 +291,7 @@ def fit(config: RunConfig, *, resume: bool = True, stop_after: int | None = None
         loader = torch.utils.data.DataLoader(
             train_set,
             batch_sampler=sampler,
-            collate_fn=collate,
+            collate_fn=make_collate(config),
             num_workers=t.num_workers,
             worker_init_fn=seed_worker(t.seed + 1000 * epoch + d.rank),
             generator=torch.Generator().manual_seed(t.seed + epoch),  # leaves the global RNG alone
@@ -244,12 +303,10 @@ def fit(config: RunConfig, *, resume: bool = True, stop_after: int | None = None
             total=len(sampler),
             disable=not d.main,
         )
-        for images, targets in bar:
-            images = [im.to(device, non_blocking=True) for im in images]
-            targets = [to_device(tg, device) for tg in targets]
+        for items in bar:
             noise = torch.Generator().manual_seed(t.seed * 1_000_003 + step)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                losses = net(images, targets, generator=noise)
+                losses = batch_losses(net, items, device, noise)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(

@@ -1,14 +1,21 @@
-"""Run a trained detector on a split: a predictions file (COCO results json with the ground truth's
-own image and category ids), the selection metrics of App. B.3, and the scores of
-:func:`spt_train.evaluation.evaluate_predictions` on it.
+"""Run a trained model on a split and score it.
 
-Legend: D detections of an image, K classes.
+A detector: a predictions file (COCO results json with the ground truth's own image and category
+ids), the selection metrics of App. B.3, and the scores of
+:func:`spt_train.evaluation.evaluate_predictions` on it. A multi-label classifier (``model.head:
+classifier``, PASCAL VOC, Tables 5 and 7, Fig. 4): VOC mAP (``VOCevalcls``) of its logits, the same
+selection metrics, and the backbone's MACs per image (with a selection they depend on the image).
+
+Legend: D detections of an image, N images, K classes, B images of a batch.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +25,42 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from spt_data.io import atomic_write_text
+from spt_models import VisionTransformer, count_macs
 from spt_models.detection import batch_select_labels
-from spt_models.masks import fit_grid
+from spt_models.masks import fit_grid, token_valid
 
 from .config import RunConfig, to_dict
-from .data import DetectionDataset, collate
+from .data import DetectionDataset, collate, collate_padded
 from .distributed import pick_device
-from .engine import build_model, make_dataset, to_device
-from .evaluation import SelectionMeter, evaluate_predictions, json_safe
+from .engine import build_model, make_dataset, saved_model, to_device
+from .evaluation import SelectionMeter, evaluate_predictions, json_safe, multilabel_map
 
 log = logging.getLogger(__name__)
 
 
 class AuxRecorder:
-    """Forward hook on the detector's backbone: keeps the selection record of the last forward."""
+    """Forward hook on a model's backbone: ``aux`` the selection record of the last forward (SPT's
+    ``SelectionInfo``, ..., or None), ``keep`` the mask a ViT was given ([B, h, w] bool or None)."""
 
     def __init__(self, backbone: torch.nn.Module) -> None:
-        self.aux = None
-        backbone.register_forward_hook(self)
+        self.aux, self.keep = None, None
+        backbone.register_forward_hook(self, with_kwargs=True)
 
-    def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        self.aux = output[1]
+    def __call__(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        if isinstance(module, VisionTransformer):  # forward(x, keep) -> (cls, tokens)
+            self.aux, self.keep = None, args[1] if len(args) > 1 else kwargs.get("keep")
+        else:
+            self.aux = output[1]
+
+
+@dataclass
+class GivenSelection:
+    """A ViT's ground-truth selection in the shape of SPT's record: keep [[B, h, w]] at ``strides``,
+    valid ``{stride: [B, h, w]}`` real tokens."""
+
+    keep: list[torch.Tensor]
+    strides: list[int]
+    valid: dict[int, torch.Tensor]
 
 
 def detections_to_results(
@@ -82,27 +104,30 @@ def _rles(det: dict[str, torch.Tensor], record: Any) -> list[dict]:
     return out
 
 
+def load_model(config: RunConfig, checkpoint: str | Path, num_classes: int, device: torch.device) -> Any:
+    """The run's model with the checkpoint's weights, in eval mode on ``device``; a checkpoint of
+    another model (another ``model`` config) is refused, naming the key."""
+    model = build_model(config, num_classes)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if "model" not in state:
+        raise ValueError(f"{checkpoint}: not a spt-train checkpoint (no 'model' entry)")
+    saved, now = state.get("config", {}).get("model"), to_dict(config)["model"]
+    if saved is not None and saved_model(saved) != now:
+        saved = saved_model(saved)
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise ValueError(
+            f"{checkpoint}: checkpoint of another model: model.{diff[0]} differs from the config"
+        )
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
 @torch.no_grad()
 def predict(config: RunConfig, checkpoint: str | Path, split: str = "val") -> tuple[list[dict], dict]:
     """-> (COCO results of every image of ``split``, selection metrics per stride)."""
     device = pick_device(config.device)
     dataset = make_dataset(config, split)
-    model = build_model(config, dataset.num_classes)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if "model" not in state:
-        raise ValueError(f"{checkpoint}: not a spt-train checkpoint (no 'model' entry)")
-    saved = state.get("config", {}).get("model")
-    if saved is not None and saved != to_dict(config)["model"]:
-        diff = sorted(
-            k
-            for k in set(saved) | set(to_dict(config)["model"])
-            if saved.get(k) != to_dict(config)["model"].get(k)
-        )
-        raise ValueError(
-            f"{checkpoint}: checkpoint of another model: model.{diff[0]} differs from the config"
-        )
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
+    model = load_model(config, checkpoint, dataset.num_classes, device)
     recorder = AuxRecorder(model.backbone)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=config.train.batch_size, collate_fn=collate, num_workers=config.train.num_workers
@@ -118,27 +143,153 @@ def predict(config: RunConfig, checkpoint: str | Path, split: str = "val") -> tu
 
 
 def update_selection(meter: SelectionMeter, aux: Any, labels: dict[int, torch.Tensor] | None) -> None:
-    """Every SPA block's keep mask against the labels of its stride (SPT); other models: nothing."""
-    if aux is None or labels is None or not hasattr(aux, "keep") or not hasattr(aux, "strides"):
+    """Every selecting block's keep mask against the labels of its stride (SPT, a ViT's given
+    selection; without labels the retention and densities are NaN); other models: nothing."""
+    if aux is None or not hasattr(aux, "keep") or not hasattr(aux, "strides"):
         return
     for keep, stride in zip(aux.keep, aux.strides):
-        label = fit_grid(labels[stride], tuple(keep.shape[1:]))
+        grid = tuple(keep.shape[1:])
+        label = torch.zeros_like(keep) if labels is None else fit_grid(labels[stride], grid)
         meter.update(f"stride{stride}", keep.cpu(), label.cpu(), aux.valid[stride].cpu())
 
 
+def mean_select_ratio(selection: dict[str, dict[str, Any]]) -> float | None:
+    """The mean over strides of the pooled select ratio (None: a model that selects nothing)."""
+    ratios = [m["select_ratio"] for m in selection.values() if m["select_ratio"] is not None]
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+@torch.no_grad()
+def classify(config: RunConfig, checkpoint: str | Path, split: str = "val", macs_images: int = 16) -> dict:
+    """Run a classifier on ``split`` in eval mode (deterministic: no Gumbel noise) -> ``{"logits"
+    [N, K], "labels" [N, K], "difficult" [N, K], "class_names" K, "selection" per stride,
+    "macs"}`` (:func:`backbone_macs` on the first ``macs_images`` images)."""
+    device = pick_device(config.device)
+    dataset = make_dataset(config, split)
+    model = load_model(config, checkpoint, dataset.num_classes, device)
+    recorder = AuxRecorder(model.backbone)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.train.batch_size,
+        collate_fn=functools.partial(collate_padded, pad_to=config.data.pad_to),
+        num_workers=config.train.num_workers,
+    )
+    logits, labels, difficult, meter = [], [], [], SelectionMeter()
+    for images, valid, targets in tqdm(loader, desc=f"classify {split}"):
+        targets = [to_device(t, device) for t in targets]
+        select, valid = batch_select_labels(targets), valid.to(device)
+        out, _ = model(images.to(device), select=select, valid=valid)  # [B, K]
+        logits.append(out.float().cpu())
+        labels.append(torch.stack([t["labels"] for t in targets]).cpu())
+        difficult.append(torch.stack([t["difficult"] for t in targets]).cpu())
+        aux = recorder.aux
+        if recorder.keep is not None:  # a ViT given the stride-16 labels
+            p, keep = model.backbone.patch_size, recorder.keep
+            aux = GivenSelection([keep], [p], {p: token_valid(valid, tuple(keep.shape[1:]), p)})
+        update_selection(meter, aux, select)
+    return {
+        "logits": torch.cat(logits),
+        "labels": torch.cat(labels),
+        "difficult": torch.cat(difficult),
+        "class_names": [dataset.categories[c] for c in dataset.category_ids],
+        "selection": meter.compute(),
+        "macs": backbone_macs(model, dataset, config.data.pad_to, macs_images, device),
+    }
+
+
+def backbone_macs(model: Any, dataset: Any, pad_to: int, num_images: int, device: torch.device) -> dict:
+    """Mean backbone MACs per image (G) over the first ``num_images`` images of ``dataset``, each
+    alone (a batch of one, padded to ``pad_to``), in eval mode with its selection labels:
+    :func:`spt_models.count_macs` of the classifier less that of its head (norm + linear)."""
+    head = torch.nn.Sequential(model.norm, model.head)
+    head_macs = count_macs(head, torch.zeros(1, model.head.in_features, device=device))
+    per_image = []
+    for i in range(min(num_images, len(dataset))):
+        item = dataset[i]
+        if item is None:  # a skipped image (on_error: skip)
+            continue
+        images, valid, targets = collate_padded([item], pad_to)
+        select = batch_select_labels([to_device(t, device) for t in targets])
+        macs = count_macs(model, images.to(device), select=select, valid=valid.to(device))
+        per_image.append((macs - head_macs) / 1e9)
+    return {
+        "backbone_g": sum(per_image) / len(per_image) if per_image else None,
+        "num_images": len(per_image),
+        "of_images": len(dataset),
+        "per_image_g": per_image,
+    }
+
+
 def evaluate_checkpoint(
-    config: RunConfig, checkpoint: str | Path, out: str | Path, metric: str = "coco", split: str = "val"
+    config: RunConfig,
+    checkpoint: str | Path,
+    out: str | Path,
+    metric: str = "coco",
+    split: str = "val",
+    macs_images: int = 16,
 ) -> dict[str, Any]:
-    """Predict ``split``, write ``<out stem>_predictions.json`` beside ``out``, score it, add the
-    selection metrics and provenance; write ``out`` (JSON, atomic) -> the metrics."""
+    """Score ``checkpoint`` on ``split``; write ``out`` (JSON, atomic) -> the metrics.
+
+    A detector: predict, write ``<out stem>_predictions.json`` beside ``out``, score it with
+    ``metric``. A classifier: :func:`evaluate_classifier` (``metric`` does not apply). Both add the
+    selection metrics (``selection``, ``select_ratio``) and provenance (``checkpoint``, ``config``).
+    """
     out = Path(out)
-    results, selection = predict(config, checkpoint, split)
-    predictions = out.with_name(out.stem + "_predictions.json")
-    atomic_write_text(predictions, json.dumps(results))
     split_config = getattr(config.data, split)
-    metrics = evaluate_predictions(split_config.records, predictions, metric)
-    metrics["selection"] = json_safe(selection)
+    if config.model.head == "classifier":
+        metrics = evaluate_classifier(config, checkpoint, split, macs_images)
+    else:
+        results, selection = predict(config, checkpoint, split)
+        predictions = out.with_name(out.stem + "_predictions.json")
+        atomic_write_text(predictions, json.dumps(results))
+        metrics = evaluate_predictions(split_config.records, predictions, metric)
+        metrics["selection"] = json_safe(selection)
+        metrics["select_ratio"] = mean_select_ratio(metrics["selection"])
     metrics["checkpoint"] = str(checkpoint)
     metrics["config"] = to_dict(config)
     atomic_write_text(out, json.dumps(metrics, indent=1))
     return metrics
+
+
+def evaluate_classifier(config: RunConfig, checkpoint: str | Path, split: str, macs_images: int) -> dict:
+    """-> ``{"metric": "voc_cls", "gt", "num_images", "notes", "cls": {"mAP", "per_class",
+    "num_positive"} (fractions in [0, 1], VOCevalcls all-point AP over the logits, difficult
+    classes left out), "selection", "select_ratio", "macs": {"backbone_g", ...}}``, JSON-ready."""
+    run = classify(config, checkpoint, split, macs_images)
+    selection = json_safe(run["selection"])
+    macs = run["macs"]
+    notes = [
+        f"macs.backbone_g: mean backbone MACs (G) per image over the first {macs['num_images']} of "
+        f"{macs['of_images']} {split} images, each alone in eval mode (spt_models.count_macs)"
+    ]
+    if not selection:
+        notes.append("no selection metrics: the model selects no tokens")
+    return json_safe(
+        {
+            "metric": "voc_cls",
+            "gt": str(getattr(config.data, split).records),
+            "num_images": len(run["logits"]),
+            "notes": notes,
+            "cls": multilabel_map(
+                run["logits"], run["labels"], difficult=run["difficult"], class_names=run["class_names"]
+            ),
+            "selection": selection,
+            "select_ratio": mean_select_ratio(selection),
+            "macs": macs,
+        }
+    )
+
+
+def format_classification(metrics: dict[str, Any]) -> str:
+    """Classifier metrics -> the text the CLI prints: mAP, per-class AP and the backbone MACs."""
+    cls, macs = metrics["cls"], metrics["macs"]
+    rows = [f"{'class':<20}{'AP':>8}{'num_pos':>9}"]
+    for name, ap in cls["per_class"].items():
+        rows.append(f"{name:<20}{_fmt(ap):>8}{cls['num_positive'][name]:>9d}")
+    head = f"VOC multi-label mAP {_fmt(cls['mAP'])} on {metrics['gt']} ({metrics['num_images']} images)"
+    tail = f"backbone MACs {_fmt(macs['backbone_g'])} G per image (first {macs['num_images']} images)"
+    return "\n".join([head, *rows, tail])
+
+
+def _fmt(value: float | None) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.3f}"
