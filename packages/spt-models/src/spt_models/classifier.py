@@ -6,7 +6,8 @@ Legend: B images, K classes, h, w the stage-4 grid (stride 32), C its channels.
 
 ``vit_s16`` goes through the same head from its (already normalised) cls feature. Ground-truth
 selection (Fig. 4): with ``gt_select=True`` the selection labels of the batch are the backbone's
-``keep`` (``vit_s16`` at stride 16; an SPT built with ``selection="given"`` at strides 16 and 32).
+``keep`` (``vit_s16`` at stride 16; an SPT built with ``selection="given"`` at its SPA strides,
+``backbone.spa_strides``: 16 and 32 by default).
 """
 
 from __future__ import annotations

@@ -231,7 +231,7 @@ def profile(args: argparse.Namespace) -> dict:
             if is_spt:
                 gen = torch.Generator().manual_seed(args.seed)
                 kwargs["keep"] = random_stage_keep(
-                    args.batch, height, width, ratio, generator=gen, device=device
+                    args.batch, height, width, ratio, strides=model.spa_strides, generator=gen, device=device
                 )
             log.info("profiling %s (ratio %s) at %dx%d", name, ratio, width, height)
             macs = count_macs(model, x, **kwargs)

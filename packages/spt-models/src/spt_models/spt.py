@@ -13,10 +13,29 @@ finer score map (s0 in stage 3, s1 in stage 4); the extra blocks of SPT-T/16, S 
 appended at the end of stage 3 (Swin weights map onto SPA blocks of the same index); stochastic
 depth is spread linearly over all blocks as in Swin.
 
-Layout mirrors :class:`~spt_models.swin.SwinBackbone` (``features.0..7``; stages 3 and 4 are
-``nn.ModuleList`` of :class:`spa_core.SPABlock`, whose parameter names are torchvision's), so a
-torchvision Swin state dict loads onto it; ``gate_norm``, ``gate``, every block's ``gate`` and the
-extra blocks are fresh (:meth:`SPTBackbone.fresh_keys`).
+Which stages use SPA (``spa_stages``, paper Table 6): a suffix of the stages, (4,), (3, 4) (the
+paper's SPT, the default), (2, 3, 4) or (1, 2, 3, 4); the stages before it are Swin stages. The
+s0 gate reads the output of the stage before the first SPA stage, at that stage's stride, and
+eq. 4 chains from s0 through every SPA stage as above:
+
+    spa_stages     s0 on (stride)             SPA strides       selection labels needed
+    (4,)           stage 3 output (16)        32                16, 32
+    (3, 4)         stage 2 output (8)         16, 32            8, 16, 32
+    (2, 3, 4)      stage 1 output (4)         8, 16, 32         4, 8, 16, 32
+    (1, 2, 3, 4)   patch embedding (4)        4, 8, 16, 32      4, 8, 16, 32
+
+With SPA from stage 1 no patch merging lies between s0 and stage 1: s0 is at stage 1's own stride
+and its blocks score ``max(gate, s0)`` (eq. 4 without the pooling). The extra blocks stay part of
+stage 3 whatever its kind: SPA blocks when stage 3 is an SPA stage, Swin blocks otherwise
+(``spa_stages=(4,)``). Table 6 "replaces the Swin blocks" of the paper's SPT from a given stage
+on, so only the kind of the blocks changes between its rows, never the depth (2-2-10-2 for
+SPT-T/16); for a model without them, ``extra_blocks=0`` (``spt_t12``).
+
+Layout mirrors :class:`~spt_models.swin.SwinBackbone` (``features.0..7``; SPA stages are
+``nn.ModuleList`` of :class:`spa_core.SPABlock`, whose parameter names are torchvision's, Swin
+stages torchvision's blocks), so a torchvision Swin state dict loads onto it for every
+``spa_stages``; ``gate_norm``, ``gate``, every block's ``gate`` and the extra blocks are fresh
+(:meth:`SPTBackbone.fresh_keys`).
 
 Equivalence to Swin: with every token selected and every gate saturated (sigmoid == 1 in fp32),
 SPT-T/12 computes Swin-T exactly **when the stage-3/4 maps are window multiples** (e.g. 224x224:
@@ -46,6 +65,7 @@ from .registry import build, register_model
 from .swin import drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 
 Selection = Literal["gate", "given"]
+SPA_STAGES = ((4,), (3, 4), (2, 3, 4), (1, 2, 3, 4))  # the values of spa_stages: a suffix of the stages
 
 
 @dataclass(frozen=True)
@@ -53,7 +73,8 @@ class SPTConfig:
     embed_dim: int  # C: channels of stage 1; stage i has C * 2**(i-1)
     depths: tuple[int, ...]  # blocks per stage of the Swin the model extends (its weights map onto these)
     heads: tuple[int, ...]  # attention heads per stage
-    extra_blocks: int = 0  # SPA blocks appended to stage 3 (paper: 4), fresh when loading Swin weights
+    extra_blocks: int = 0  # blocks appended to stage 3 (paper: 4), fresh when loading Swin weights
+    spa_stages: tuple[int, ...] = (3, 4)  # stages of SPA blocks (Table 6): (4,), (3, 4), (2, 3, 4) or 1-4
     window: int = 7  # window side M; SPA containers hold L = M * M tokens
     drop_path: float = 0.2  # stochastic depth of the last block, spread linearly from 0 at the first
     patch_size: int = 4  # side of the patch embedding's stride
@@ -63,7 +84,7 @@ class SPTConfig:
     keep_ratio: float | None = (
         None  # if set: every SPA block keeps its top ratio of tokens (App. B.4 baseline)
     )
-    selection: Selection = "gate"  # "gate": learned; "given": forward(x, keep={16: ..., 32: ...})
+    selection: Selection = "gate"  # "gate": learned; "given": forward(x, keep={stride: ...} per SPA stride)
     backend: Backend = "sdpa"  # packed-attention backend of every SPA block: "sdpa", "reference", "flex"
     layout: Layout = "packed"  # "packed" (SPA) or "padded" (pad every image to the batch max; baseline)
     mlp: MLPMode = "all"  # SPA blocks' MLP on "all" tokens (paper text) or on "selected" ones only
@@ -80,10 +101,11 @@ SPT_B = SPTConfig(embed_dim=128, depths=(2, 2, 18, 2), heads=(4, 8, 16, 32), ext
 class SelectionInfo:
     """What the SPA blocks of one forward selected (h, w: the block's token grid).
 
-    score0 [B, H/8, W/8]: logits of the gate on the stage-2 output (s0, eq. 1), at ``stride0``.
-    logits: per SPA block (stage 3 then stage 4), [B, h, w] score logits after eq. 4 (eq. 10's input).
+    score0 [B, H/s0, W/s0]: logits of the gate before the first SPA stage (s0, eq. 1), at
+    ``stride0`` (8 for SPA in stages 3-4; see the module docstring for the others).
+    logits: per SPA block (stage by stage), [B, h, w] score logits after eq. 4 (eq. 10's input).
     keep: per SPA block, [B, h, w] bool hard selection.
-    strides: per SPA block, its stride (16 or 32).
+    strides: per SPA block, its stride (16 or 32 for SPA in stages 3-4).
     num_containers: per SPA block, B'.
     valid: {stride: [B, h, w] bool} real tokens at stride0 and at each SPA stage (all True without
     ``valid``).
@@ -123,7 +145,9 @@ class SelectionInfo:
         missing = sorted(set(strides) - set(labels))
         if missing:
             raise ValueError(
-                f"selection labels are missing for stride(s) {missing}; got strides {sorted(labels)}"
+                f"selection labels are missing for stride(s) {missing}; this SPT needs strides "
+                f"{sorted(set(strides))} (s0 at {self.stride0}, SPA blocks at {sorted(set(self.strides))}), "
+                f"got strides {sorted(labels)}"
             )
         logits = [self.score0, *self.logits]
         targets = [fit_grid(labels[s], tuple(lg.shape[1:])) for s, lg in zip(strides, logits)]
@@ -135,7 +159,11 @@ class SPTBackbone(Backbone):
 
     forward: x [B, 3, H, W] -> (maps, :class:`SelectionInfo`), maps as
     :class:`~spt_models.swin.SwinBackbone` (``{"stage1": [B, H/4, W/4, C], ..., "stage4":
-    [B, H/32, W/32, 8C]}``, NHWC). Stage 3 has ``depths[2] + extra_blocks`` SPA blocks.
+    [B, H/32, W/32, 8C]}``, NHWC). Stage 3 has ``depths[2] + extra_blocks`` blocks; the stages in
+    ``spa_stages`` are SPA blocks, the others Swin blocks (module docstring).
+
+    ``spa_strides``: the SPA stages' strides (``keep``'s and ``aux.ratio``'s keys); ``label_strides``:
+    the strides ``aux.losses(labels)`` needs labels at (s0's and the SPA strides).
     """
 
     def __init__(
@@ -145,6 +173,7 @@ class SPTBackbone(Backbone):
         depths: tuple[int, ...],
         heads: tuple[int, ...],
         extra_blocks: int = 0,
+        spa_stages: tuple[int, ...] = (3, 4),
         window: int = 7,
         drop_path: float = 0.2,
         patch_size: int = 4,
@@ -167,7 +196,11 @@ class SPTBackbone(Backbone):
             raise ValueError(f"extra_blocks should be >= 0, got {extra_blocks}")
         self.selection, self.swin_depths = selection, tuple(depths)
         self.patch_size = patch_size
-        self.spa_strides = (patch_size * 4, patch_size * 8)  # strides of stages 3 and 4: keep's keys
+        self.spa_stages = check_spa_stages(spa_stages)
+        self.first_spa = self.spa_stages[0] - 1  # index (0-3) of the first SPA stage
+        self.spa_strides = tuple(patch_size * 2 ** (i - 1) for i in self.spa_stages)  # keep's keys
+        stride0 = patch_size * 2 ** max(self.first_spa - 1, 0)  # s0: the stage before, or the patch embed
+        self.label_strides = tuple(sorted({stride0, *self.spa_strides}))
         stage_depths = (depths[0], depths[1], depths[2] + extra_blocks, depths[3])
         rates = drop_path_rates(sum(stage_depths), drop_path)
         dims = [embed_dim * 2**i for i in range(4)]
@@ -193,24 +226,25 @@ class SPTBackbone(Backbone):
                 for j in range(stage_depths[i])
             )
 
-        self.features = nn.Sequential(
-            patch_embed(embed_dim, patch_size),
-            swin_stage(dims[0], heads[0], window, rates[: first[1]], mlp_ratio),
-            PatchMerging(dims[0], norm_layer=nn.LayerNorm),
-            swin_stage(dims[1], heads[1], window, rates[first[1] : first[2]], mlp_ratio),
-            PatchMerging(dims[1], norm_layer=nn.LayerNorm),
-            spa_stage(2),
-            PatchMerging(dims[2], norm_layer=nn.LayerNorm),
-            spa_stage(3),
-        )
-        self.gate_norm = nn.LayerNorm(dims[1])
-        self.gate = Gate(dims[1])
+        layers: list[nn.Module] = [patch_embed(embed_dim, patch_size)]
+        for i in range(4):
+            if i < self.first_spa:
+                stage_rates = rates[first[i] : first[i] + stage_depths[i]]
+                layers.append(swin_stage(dims[i], heads[i], window, stage_rates, mlp_ratio))
+            else:
+                layers.append(spa_stage(i))
+            if i < 3:
+                layers.append(PatchMerging(dims[i], norm_layer=nn.LayerNorm))
+        self.features = nn.Sequential(*layers)
+        gate_dim = dims[max(self.first_spa - 1, 0)]  # the patch embedding has dims[0] channels too
+        self.gate_norm = nn.LayerNorm(gate_dim)
+        self.gate = Gate(gate_dim)
         self.feature_info = feature_info(embed_dim, 4, patch_size)
         init_linear(self)  # the gates' init is spa_core's too: trunc-normal(0.02) weight, zero bias
 
     def fresh_keys(self) -> list[str]:
         """State-dict keys a torchvision Swin checkpoint does not provide: the gates and the extra
-        stage-3 blocks (index >= the Swin's stage-3 depth)."""
+        stage-3 blocks (index >= the Swin's stage-3 depth), SPA or Swin blocks."""
         fresh = []
         for key in self.state_dict():
             parts = key.split(".")
@@ -232,8 +266,9 @@ class SPTBackbone(Backbone):
         pixels or a [B, H, W] bool pixel mask; tokens outside it are never selected, and their scores
         never reach the next scale through eq. 4's max-pool.
         generator: the Gumbel noise's random generator (training).
-        keep: ``{16: [B, H/16, W/16], 32: [B, H/32, W/32]}`` bool, the selection of every block of
-        stage 3 and 4; required iff the model was built with ``selection="given"``.
+        keep: ``{stride: [B, H/stride, W/stride]}`` bool for every SPA stride (``spa_strides``; by
+        default ``{16: ..., 32: ...}``), the selection of every block of that stage; required iff the
+        model was built with ``selection="given"``.
         """
         B, _, H, W = x.shape
         keep = self._check_keep(keep)
@@ -244,16 +279,23 @@ class SPTBackbone(Backbone):
         for i, downsample, stage in stages(self.features):
             x = downsample(x)  # [B, h, w, c]: h = ceil(previous h / 2)
             stride = self.patch_size * 2**i
-            if i < 2:
+            if i == self.first_spa == 0:  # SPA from stage 1: s0 on the patch embedding output
+                info = self._score0(x, stride, valid)
+            if i < self.first_spa:
                 x = stage(x)  # Swin blocks
             else:
                 x = self._spa_stage(stage, x, stride, info, valid, keep, generator)
             maps[STAGE_NAMES[i]] = x
-            if i == 1:
-                info = SelectionInfo(score0=self.gate(self.gate_norm(x)), stride0=stride)  # s0 [B, H/8, W/8]
-                info.valid[stride] = self._real(valid, x, stride)
+            if i == self.first_spa - 1:
+                info = self._score0(x, stride, valid)  # s0 on the stage before the first SPA stage
         assert info is not None
         return maps, info
+
+    def _score0(self, x: Tensor, stride: int, valid: Tensor | None) -> SelectionInfo:
+        """s0 = gate(LN(x)) (eq. 1) on x [B, h, w, c] at ``stride`` -> a new record holding s0 [B, h, w]."""
+        info = SelectionInfo(score0=self.gate(self.gate_norm(x)), stride0=stride)
+        info.valid[stride] = self._real(valid, x, stride)
+        return info
 
     @staticmethod
     def _real(valid: Tensor | None, x: Tensor, stride: int) -> Tensor:
@@ -274,11 +316,15 @@ class SPTBackbone(Backbone):
         generator: torch.Generator | None,
     ) -> Tensor:
         """One SPA stage on x [B, h, w, c]; every block is scored with the finer scale's last score
-        map (s0 for stage 3, s1 for stage 4), padding masked out before eq. 4's max-pool."""
+        map (s0 for the first SPA stage, then the previous stage's last block), padding masked out
+        before eq. 4's max-pool."""
         real = info.valid[stride] = self._real(valid, x, stride)
-        finer = info.logits[-1] if info.logits else info.score0  # [B, 2h, 2w]
+        finer = info.logits[-1] if info.logits else info.score0  # [B, 2h, 2w], or [B, h, w] (s0 of stage 1)
+        finer_stride = info.strides[-1] if info.strides else info.stride0
         if valid is not None:
-            finer = finer.masked_fill(~info.valid[stride // 2], float("-inf"))
+            finer = finer.masked_fill(~info.valid[finer_stride], float("-inf"))
+        if finer_stride == stride:  # s0 of SPA from stage 1: repeat 2x2 so that eq. 4's max-pool returns it
+            finer = finer.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)  # [B, 2h, 2w]
         given = None if keep is None else self._stage_keep(keep, stride, tuple(real.shape))
         for block in blocks:
             x, selection = block(
@@ -307,6 +353,18 @@ class SPTBackbone(Backbone):
                 f"keep[{stride}] should be a {list(shape)} bool mask, got {tuple(mask.shape)} {mask.dtype}"
             )
         return mask
+
+
+def check_spa_stages(spa_stages: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """``spa_stages`` (a tuple, or a list as YAML gives it) -> the tuple, if it is one of
+    :data:`SPA_STAGES`; ValueError naming the value otherwise."""
+    value = tuple(spa_stages) if isinstance(spa_stages, (list, tuple)) else None
+    if value not in SPA_STAGES or not all(type(i) is int for i in value):
+        raise ValueError(
+            "spa_stages should be a suffix of the stages 1-4: (4,), (3, 4), (2, 3, 4) or (1, 2, 3, 4), "
+            f"got {spa_stages!r}"
+        )
+    return value
 
 
 @register_model
