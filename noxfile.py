@@ -1,5 +1,6 @@
-"""Sessions: ``tests`` (every package, one venv), ``spa_core_standalone`` (spa-core with torch
-only), ``bench`` (the spa-core benchmark, the default job until the pipeline lands), ``lint``."""
+"""Sessions: ``tests`` (every package, one venv), ``pipeline`` (the Snakemake pipeline: by default
+the demo's Table 2), ``spa_core_standalone`` (spa-core with torch only), ``bench`` (the spa-core
+benchmark), ``lint``."""
 
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def tests(session: nox.Session) -> None:
     session.install(*TORCH, *PIPELINE)
     session.install(*(arg for p in PACKAGES for arg in ("-e", f"{p}[test]")))
     session.run("pytest", *(str(p / "tests") for p in PACKAGES), *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def pipeline(session: nox.Session) -> None:
+    """``snakemake ARGS`` (default ``results/table2.csv --cores 8``, the demo profile) in a venv with
+    every package; ``nox -s pipeline -- --configfile workflows/config/paper.yaml ...`` for others."""
+    session.install(*TORCH, *PIPELINE)
+    session.install(*(arg for p in PACKAGES for arg in ("-e", str(p))))
+    session.run("snakemake", *(session.posargs or ["results/table2.csv", "--cores", "8"]))
 
 
 @nox.session(python=PYTHON)

@@ -8,6 +8,7 @@ rule bench:
         head=config["bench"]["head"],
         size=config["bench"]["size"],
         repeats=config["bench"]["repeats"],
+        warmup=config["bench"]["warmup"],
         device=config["device"],
         omp=omp,
     log:
@@ -21,4 +22,4 @@ rule bench:
         gpu=min(1, config["resources"]["fit"]["gpus"]),
     shell:
         "OMP_NUM_THREADS={params.omp} spt-train bench --models {wildcards.model} --head {params.head}"
-        " --size {params.size} --repeats {params.repeats} --device {params.device} --out {output} > {log} 2>&1"
+        " --size {params.size} --warmup {params.warmup} --repeats {params.repeats} --device {params.device} --out {output} > {log} 2>&1"

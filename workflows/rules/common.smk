@@ -1,5 +1,6 @@
 # Helpers of the rules: paths, the run configs' --set overrides, the targets. No rule here.
 import os
+import re
 import shlex
 
 PROFILE = config["profile"]
@@ -8,6 +9,14 @@ RUNS = f"runs/{PROFILE}"
 LOGS = f"logs/{PROFILE}"
 BENCH = f"benchmarks/{PROFILE}"
 FRAME = config["frame"]
+SUBSETS = [name for name, d in config["datasets"].items() if "subset_of" in d]
+RAW = [name for name in config["datasets"] if name not in SUBSETS]
+MODEL_KEYS = ("head", "select_weight", "gt_select", "weights")  # a run's overrides of model_defaults
+
+
+def one_of(names):
+    """A wildcard regex matching exactly these names (none: matches nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 wildcard_constraints:
@@ -67,14 +76,21 @@ def flow(value):
     return str(value)
 
 
+def merge(defaults, overrides):
+    """defaults updated with overrides; an override of null removes the default key."""
+    out = {**defaults, **overrides}
+    return {k: v for k, v in out.items() if not (v is None and k in overrides)}
+
+
 def run_spec(run):
     """The run's spt-train config: model defaults + the run's model, the shared schedule."""
     r = config["runs"][run]
-    model = {**config["model_defaults"], "name": r["model"]}
+    defaults = config["model_defaults"]
+    model = {**defaults, **{k: r[k] for k in MODEL_KEYS if k in r}, "name": r["model"]}
     for key in ("backbone", "detector"):
-        model[key] = {**config["model_defaults"].get(key, {}), **r.get(key, {})}
-    if "head" in r:
-        model["head"] = r["head"]
+        model[key] = merge(defaults.get(key, {}), r.get(key, {}))
+    if model.get("head") == "classifier":
+        del model["detector"]  # a classifier has no detector options
     train = {**config["train"], **r.get("train", {})}
     return {"model": model, "train": train, "device": config["device"]}
 
@@ -123,6 +139,8 @@ def row_inputs(wildcards):
     out = {}
     if "run" in row:
         out["metrics"] = f"{RUNS}/{row['run']}/metrics.json"
+    for name, run in row.get("also", {}).items():
+        out[f"also_{name}"] = f"{RUNS}/{run}/metrics.json"
     if config["tables"][wildcards.table].get("bench", True):
         model = row.get("model") or config["runs"][row["run"]]["model"]
         out["bench"] = f"{RUNS}/bench/{model}.json"
@@ -132,6 +150,7 @@ def row_inputs(wildcards):
 def row_args(wildcards, input):
     row = table_row(wildcards)
     args = [f"--metrics {input.metrics}" if "metrics" in input.keys() else ""]
+    args += [f"--also {name}={input[f'also_{name}']}" for name in row.get("also", {})]
     if "bench" in input.keys():
         args.append(f"--bench {input.bench} --model {row.get('model') or config['runs'][row['run']]['model']}")
     columns = config["tables"][wildcards.table]["columns"]

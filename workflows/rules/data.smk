@@ -1,4 +1,5 @@
-# raw (demo: synthesised here) -> records Parquet -> selection labels, BDD-S / VOC-S manifests.
+# raw (demo: synthesised here) -> records Parquet -> selection labels; BDD-S / VOC-S: the records
+# of a dataset's images with object-to-pixel ratio < max_ratio (a dataset with subset_of), + manifest.
 
 
 rule synth:
@@ -30,6 +31,8 @@ rule convert:
         unpack(raw_inputs),
     output:
         f"{DATA}/{{dataset}}/{{split}}.parquet",
+    wildcard_constraints:
+        dataset=one_of(RAW),
     params:
         args=convert_args,
     log:
@@ -52,6 +55,7 @@ rule labels:
     params:
         short=FRAME["short"],
         long=FRAME["long"],
+        strides=" ".join(str(s) for s in config["labels"]["strides"]),
     log:
         f"{LOGS}/labels/{{dataset}}_{{split}}.log",
     benchmark:
@@ -62,16 +66,19 @@ rule labels:
         runtime=120,
     shell:
         "OMP_NUM_THREADS={threads} spt-data --no-progress labels --records {input} --out {output}"
-        " --short {params.short} --long {params.long} > {log} 2>&1"
+        " --short {params.short} --long {params.long} --strides {params.strides} > {log} 2>&1"
 
 
 rule subset:
     input:
-        f"{DATA}/{{dataset}}/{{split}}.parquet",
+        lambda w: f"{DATA}/{dataset(w.dataset)['subset_of']}/{w.split}.parquet",
     output:
-        f"{DATA}/{{dataset}}/{{split}}_subset.csv",
+        records=f"{DATA}/{{dataset}}/{{split}}.parquet",
+        manifest=f"{DATA}/{{dataset}}/{{split}}_manifest.csv",
+    wildcard_constraints:
+        dataset=one_of(SUBSETS),
     params:
-        max_ratio=config["subset"]["max_ratio"],
+        max_ratio=lambda w: dataset(w.dataset)["max_ratio"],
     log:
         f"{LOGS}/subset/{{dataset}}_{{split}}.log",
     benchmark:
@@ -81,5 +88,5 @@ rule subset:
         mem_mb=4000,
         runtime=60,
     shell:
-        "OMP_NUM_THREADS={threads} spt-data --no-progress subset --records {input} --out {output}"
-        " --max-ratio {params.max_ratio} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} spt-data --no-progress subset --records {input} --out {output.manifest}"
+        " --max-ratio {params.max_ratio} --records-out {output.records} > {log} 2>&1"

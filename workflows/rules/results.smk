@@ -89,3 +89,24 @@ rule fig5:
         "OMP_NUM_THREADS={threads} spt-train figure fig5 --config {input.config}"
         " --checkpoint {input.checkpoint} --num-images {params.n} --title {params.title:q}"
         " --out {output} > {log} 2>&1"
+
+
+rule fig4:
+    input:
+        lambda w: [f"{RUNS}/{r}/metrics.json" for r in config["figures"]["fig4"]["runs"]],
+    output:
+        report("results/fig4.png", caption="../report/fig4.rst", category="Figures"),
+    params:
+        names=lambda w: " ".join(shlex.quote(n) for n in config["figures"]["fig4"]["names"]),
+        title=f"Ground-truth selection: accuracy and cost ({PROFILE} profile)",
+    log:
+        f"{LOGS}/figure/fig4.log",
+    benchmark:
+        f"{BENCH}/figure/fig4.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "OMP_NUM_THREADS={threads} spt-train figure fig4 --metrics {input} --names {params.names}"
+        " --title {params.title:q} --out {output} > {log} 2>&1"

@@ -65,3 +65,46 @@ def test_row_nests_another_runs_metrics_under_also(tmp_path, capsys):
         main(["row", "--metrics", str(with_loss), "--also", str(without), "--out", str(out)])
     assert exit.value.code == 2
     assert f"expected NAME=METRICS with NAME a word, got '{without}'" in capsys.readouterr().err
+
+
+def test_config_stops_at_a_backbone_override_the_model_refuses(synthetic, tmp_path, capsys):
+    out = tmp_path / "run.yaml"
+    sets = [f"--set=data.train.records={synthetic / 'train.parquet'}", "--set=out_dir=runs/x"]
+    assert main(["config", *sets, "--set=model.backbone.spa_stages=[2]", "--out", str(out)]) == 2
+    message = (
+        "spa_stages should be a suffix of the stages 1-4: (4,), (3, 4), (2, 3, 4) or (1, 2, 3, 4), got [2]"
+    )
+    assert f"{out}: model.backbone: {message}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_fig4_writes_a_png_and_names_a_missing_key(tmp_path, capsys):
+    dense, gt = tmp_path / "a" / "metrics.json", tmp_path / "b" / "metrics.json"
+    for path, metrics in (
+        (dense, {"cls": {"mAP": 0.4}, "macs": {"backbone_g": 0.2}}),
+        (gt, {"cls": {"mAP": 0.45}, "macs": {"backbone_g": 0.1}, "config": {"model": {"gt_select": True}}}),
+    ):
+        path.parent.mkdir()
+        path.write_text(json.dumps(metrics))
+    out = tmp_path / "fig4.png"
+    assert main(["figure", "fig4", "--metrics", str(dense), str(gt), "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    gt.write_text(json.dumps({"cls": {"mAP": 0.45}}))
+    assert main(["figure", "fig4", "--metrics", str(dense), str(gt), "--out", str(tmp_path / "x.png")]) == 2
+    assert str(gt) in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def test_the_commit_is_the_codes_not_the_working_directorys(tmp_path, monkeypatch):
+    import subprocess
+    from pathlib import Path
+
+    from spt_train.table import git_commit
+
+    here = Path(__file__).parent
+    head = subprocess.run(
+        ["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    monkeypatch.chdir(tmp_path)  # a pipeline's working directory outside the checkout
+    assert git_commit().removesuffix("+dirty") == head.stdout.strip()

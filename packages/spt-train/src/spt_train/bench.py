@@ -20,6 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from spt_models import count_params, create_detector, measure_fps
 from spt_models.profiling import detector_macs
 
+from .table import git_commit
+
 
 def training_stage_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
     """MACs of one train-mode forward without gradients (the model's mode is restored)."""
@@ -63,6 +65,7 @@ def bench(
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
             "threads": torch.get_num_threads(),
+            "commit": git_commit(),
         },
         "size": f"{width}x{height}",
         "warmup": warmup,

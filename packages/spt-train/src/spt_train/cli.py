@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--size", type=parse_size, default=(800, 1280), help="input WIDTHxHEIGHT")
     p.add_argument("--repeats", type=nonnegative_int, default=5, help="timed backbone forwards (0: no FPS)")
+    p.add_argument(
+        "--warmup",
+        type=nonnegative_int,
+        default=1,
+        help="untimed forwards before them (after the MAC counts)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", type=Path, required=True, help="JSON to write (atomically)")
     p = sub.add_parser("table", help="metrics JSON files -> a CSV table with provenance", formatter_class=fmt)
@@ -220,7 +226,8 @@ def _bench(args: argparse.Namespace) -> int:
             f"unknown or single-scale model(s) {unknown}; multi-scale models: {', '.join(list_models())}"
         )
     height, width = args.size
-    doc = bench(args.models, args.head, height, width, args.repeats, str(pick_device(args.device)))
+    device = str(pick_device(args.device))
+    doc = bench(args.models, args.head, height, width, args.repeats, device, warmup=args.warmup)
     print(format_bench(doc))
     atomic_write_text(args.out, json.dumps(doc, indent=1))
     print(f"wrote {args.out}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, RunConfig, build, check_paths, to_dict
+from .config import ConfigError, RunConfig, build, check_model, check_paths, to_dict
 
 
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
@@ -43,6 +43,7 @@ def compose(base: Path | None, overrides: dict[str, Any], name: str) -> RunConfi
         node[last] = value
     config = build(RunConfig, data, name, "")
     check_paths(config, Path(name))
+    check_model(config, Path(name))
     return config
 
 

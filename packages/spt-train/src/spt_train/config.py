@@ -226,24 +226,15 @@ def check_paths(config: RunConfig, file: Path) -> None:
 
 
 def check_model(config: RunConfig, file: Path) -> None:
-    """The head, the model and ``gt_select`` fit together. A classifier's backbone is built on the
-    meta device (no memory, no weights) to learn whether it can take ground-truth selection:
-    ``vit_s16``, or an SPT built with ``selection="given"`` (which needs it)."""
-    m = config.model
-    if m.head != "classifier":
-        if m.gt_select:
-            raise ConfigError(
-                f"{file}: model.gt_select: ground-truth selection is for head 'classifier', got head {m.head!r}"
-            )
-        return
-    if m.detector:
-        raise ConfigError(
-            f"{file}: model.detector: detector options do not apply to head 'classifier', got {sorted(m.detector)}"
-        )
+    """The model, its backbone overrides, the head and ``gt_select`` fit together. The backbone is
+    built on the meta device (no memory, no weights), so a bad override stops here, and a classifier
+    learns whether it can take ground-truth selection: ``vit_s16``, or an SPT built with
+    ``selection="given"`` (which needs it)."""
     import torch
 
     from spt_models import SPTBackbone, VisionTransformer, create_model, list_models
 
+    m = config.model
     if m.name not in list_models():
         raise ConfigError(f"{file}: model.name: unknown model {m.name!r}; known: {', '.join(list_models())}")
     try:
@@ -251,6 +242,18 @@ def check_model(config: RunConfig, file: Path) -> None:
             backbone = create_model(m.name, **m.backbone)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{file}: model.backbone: {e}") from None
+    if m.head != "classifier":
+        if m.gt_select:
+            raise ConfigError(
+                f"{file}: model.gt_select: ground-truth selection is for head 'classifier', got head {m.head!r}"
+            )
+        if isinstance(backbone, VisionTransformer):
+            raise ConfigError(f"{file}: model.name: {m.name} is single-scale: head 'classifier' only")
+        return
+    if m.detector:
+        raise ConfigError(
+            f"{file}: model.detector: detector options do not apply to head 'classifier', got {sorted(m.detector)}"
+        )
     given = isinstance(backbone, SPTBackbone) and backbone.selection == "given"
     if given and not m.gt_select:
         raise ConfigError(

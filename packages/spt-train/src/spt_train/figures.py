@@ -1,9 +1,11 @@
 """``spt-train figure``: the paper's figures from pipeline outputs (matplotlib, PNG, atomic).
 
+    spt-train figure fig4 --metrics runs/voc_*/metrics.json --names ... --out results/fig4.png
     spt-train figure fig6 --metrics runs/*/metrics.json --names ... --out results/fig6.png
     spt-train figure fig5 --config runs/spt_t/run.yaml --checkpoint runs/spt_t/final.pt --out results/fig5.png
 
-fig6 (App. B.4): AP against the fraction of stage-3/4 tokens pruned, one point per run (fixed keep
+fig4 (sec. 4.4): multi-label mAP against the backbone's mean MACs per image, one point per
+classifier run (with and without ground-truth selection), from eval metrics. fig6 (App. B.4): AP against the fraction of stage-3/4 tokens pruned, one point per run (fixed keep
 ratios and the learned selection), from eval metrics. fig5 (sec. 4.4): every SPA block's selection
 summed and overlaid on validation images (warm: selected by many blocks, cold: pruned), from a
 trained SPT checkpoint.
@@ -24,11 +26,13 @@ from .table import lookup
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     from .cli import existing_file
 
-    p = sub.add_parser("figure", help="a paper figure (fig5, fig6) as PNG", formatter_class=fmt)
-    p.add_argument("figure", choices=["fig5", "fig6"], help="which figure")
-    p.add_argument("--metrics", type=existing_file, nargs="+", help="fig6: eval metrics JSON, one point each")
-    p.add_argument("--names", nargs="+", help="fig6: point labels (default: each file's folder name)")
-    p.add_argument("--metric", default="bbox.AP", help="fig6: dotted path of the y value")
+    p = sub.add_parser("figure", help="a paper figure (fig4, fig5, fig6) as PNG", formatter_class=fmt)
+    p.add_argument("figure", choices=["fig4", "fig5", "fig6"], help="which figure")
+    p.add_argument(
+        "--metrics", type=existing_file, nargs="+", help="fig4, fig6: eval metrics JSON, one point each"
+    )
+    p.add_argument("--names", nargs="+", help="fig4, fig6: point labels (default: each file's folder name)")
+    p.add_argument("--metric", help="dotted path of the y value (fig4: cls.mAP, fig6: bbox.AP)")
     p.add_argument("--config", type=existing_file, help="fig5: run config of an SPT checkpoint")
     p.add_argument("--checkpoint", type=existing_file, help="fig5: the checkpoint")
     p.add_argument("--num-images", type=int, default=4, help="fig5: validation images shown")
@@ -50,12 +54,37 @@ def metric_value(metrics: dict[str, Any], dotted: str, source: Path) -> float:
     return float("nan") if value is None else float(value)
 
 
+def check_names(names: list[str] | None, files: list[Path]) -> None:
+    if names is not None and len(names) != len(files):
+        raise ValueError(f"--names gives {len(names)} names for {len(files)} metrics files")
+
+
+def fig4(files: list[Path], names: list[str] | None, metric: str, title: str) -> Any:
+    """mAP (y) against the backbone's mean MACs per image (x, ``macs.backbone_g``), one point each."""
+    import matplotlib.pyplot as plt
+
+    check_names(names, files)
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    for i, path in enumerate(files):
+        metrics = json.loads(path.read_text())
+        name = names[i] if names else path.parent.name
+        x, y = metric_value(metrics, "macs.backbone_g", path), 100 * metric_value(metrics, metric, path)
+        gt = metrics.get("config", {}).get("model", {}).get("gt_select", False)
+        ax.scatter([x], [y], s=36, zorder=3, marker="*" if gt else "o")
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("backbone GMACs per image (mean over measured val images)")
+    ax.set_ylabel(f"{metric.rsplit('.', 1)[-1]} (%)")
+    ax.set_title(title or "Ground-truth token selection: accuracy and cost", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def fig6(files: list[Path], names: list[str] | None, metric: str, title: str) -> Any:
     """AP (y) against the pruned fraction (x); a dense run (no selection) is a dashed line."""
     import matplotlib.pyplot as plt
 
-    if names is not None and len(names) != len(files):
-        raise ValueError(f"--names gives {len(names)} names for {len(files)} metrics files")
+    check_names(names, files)
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
     for i, path in enumerate(files):
         metrics = json.loads(path.read_text())
@@ -135,10 +164,11 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from spt_data.io import atomic_write_bytes
 
-    if args.figure == "fig6":
+    if args.figure in ("fig4", "fig6"):
         if not args.metrics:
-            raise ValueError("figure fig6 needs --metrics")
-        fig = fig6(list(args.metrics), args.names, args.metric, args.title)
+            raise ValueError(f"figure {args.figure} needs --metrics")
+        plot, metric = (fig4, "cls.mAP") if args.figure == "fig4" else (fig6, "bbox.AP")
+        fig = plot(list(args.metrics), args.names, args.metric or metric, args.title)
     else:
         if args.config is None or args.checkpoint is None:
             raise ValueError("figure fig5 needs --config and --checkpoint")

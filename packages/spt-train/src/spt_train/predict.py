@@ -34,6 +34,7 @@ from .data import DetectionDataset, collate, collate_padded
 from .distributed import pick_device
 from .engine import build_model, make_dataset, saved_model, to_device
 from .evaluation import SelectionMeter, evaluate_predictions, json_safe, multilabel_map
+from .table import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,8 @@ def evaluate_checkpoint(
 
     A detector: predict, write ``<out stem>_predictions.json`` beside ``out``, score it with
     ``metric``. A classifier: :func:`evaluate_classifier` (``metric`` does not apply). Both add the
-    selection metrics (``selection``, ``select_ratio``) and provenance (``checkpoint``, ``config``).
+    selection metrics (``selection``, ``select_ratio``) and provenance (``checkpoint``, ``config``,
+    ``commit``).
     """
     out = Path(out)
     split_config = getattr(config.data, split)
@@ -247,6 +249,7 @@ def evaluate_checkpoint(
         metrics["select_ratio"] = mean_select_ratio(metrics["selection"])
     metrics["checkpoint"] = str(checkpoint)
     metrics["config"] = to_dict(config)
+    metrics["commit"] = git_commit()
     atomic_write_text(out, json.dumps(metrics, indent=1))
     return metrics
 

@@ -90,6 +90,7 @@ def make_row(
     if metrics is None:  # provenance of a bench-only row (spt_train.table.provenance reads these)
         row.update(model=model, size=row.get("bench", {}).get("size", ""))
         row["device"] = row.get("bench", {}).get("device", "")
+        row["commit"] = row.get("bench", {}).get("commit")
     fill(row, columns)
     return row
 

@@ -39,13 +39,20 @@ def lookup(metrics: dict[str, Any], path: str, source: Path) -> Any:
 
 
 def git_commit() -> str:
+    """The commit of the code that runs (this package's git checkout, ``+dirty`` with uncommitted
+    changes), whatever the working directory; ``unknown`` outside a checkout (a wheel install)."""
+    here = str(Path(__file__).resolve().parent)
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-    except OSError:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = commit and git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-    return out.stdout.strip() or "unknown"
+    return f"{commit}+dirty" if dirty else commit or "unknown"
 
 
 def provenance(metrics: dict[str, Any], profile: str) -> dict[str, Any]:
