@@ -95,6 +95,21 @@ def run_spec(run):
     return {"model": model, "train": train, "device": config["device"]}
 
 
+def check_runs():
+    """Every run's model and schedule as spt-train will see them (the backbone built on the meta
+    device), checked when the workflow loads: a bad override stops Snakemake before any job."""
+    from spt_train.config import ConfigError, RunConfig, build, check_model
+
+    for run in config["runs"]:
+        made = "(made by the run)"
+        spec = {**run_spec(run), "data": {"train": {"records": made, "labels": made}}, "out_dir": "-"}
+        where = f"config runs.{run}"
+        try:
+            check_model(build(RunConfig, spec, where, ""), where)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+
 def run_overrides(wildcards, input):
     d = f"{DATA}/{config['runs'][wildcards.run]['dataset']}"
     spec = run_spec(wildcards.run)
@@ -171,3 +186,6 @@ def all_targets():
     tables = [f"results/{t}.csv" for t in config["tables"]]
     figures = [f"results/{f}.png" for f in config["figures"]]
     return tables + figures
+
+
+check_runs()

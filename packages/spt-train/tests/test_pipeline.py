@@ -74,6 +74,11 @@ def test_every_target_plans(profile, tmp_path):
         (lambda c: c["train"].update(batch_size=0), "batch_size"),
         (lambda c: c["tables"]["table2"]["rows"][0].update(runn="x"), "runn"),
         (lambda c: c["datasets"]["bdd"]["synth"].update(size="big"), "size"),
+        (
+            lambda c: c["runs"]["spt_t"].update(backbone={"spa_stages": [2]}),
+            "config runs.spt_t: model.backbone: spa_stages should be a suffix of the stages 1-4",
+        ),
+        (lambda c: c["runs"]["spt_t"].update(gt_select=True), "config runs.spt_t: model.gt_select"),
     ],
 )
 def test_a_bad_config_stops_before_any_job_naming_the_key(edit, message, tmp_path):
@@ -105,6 +110,10 @@ def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path):
         assert (tmp_path / "results" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = snakemake(tmp_path, config, "-n", *targets)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    report = snakemake(tmp_path, config, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "results" / "report.html").read_text()
+    assert all(name in html for name in ("table2.csv", "table5.csv", "fig4.png", "fig6.png"))
 
 
 @pytest.mark.slow
