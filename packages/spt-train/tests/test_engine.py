@@ -52,7 +52,10 @@ def test_a_checkpoint_of_another_run_is_refused(write_config):
     with pytest.raises(ValueError) as err:
         fit(load_config(path))
     last = path.parent / "other" / "last.pt"
-    assert str(err.value) == f"{last}: checkpoint of another run: train.lr was 0.001, the config says 0.5"
+    assert str(err.value) == (
+        f"{last}: checkpoint of another run: train.lr was 0.001, the config says 0.5 "
+        f"(train in another out_dir, or delete {last.parent} to start this run over)"
+    )
 
 
 def test_parameter_groups_and_schedule(write_config):

@@ -202,7 +202,8 @@ def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> Non
             if saved[section].get(key) != now[section].get(key):
                 raise ValueError(
                     f"{path}: checkpoint of another run: {section}.{key} was "
-                    f"{saved[section].get(key)!r}, the config says {now[section].get(key)!r}"
+                    f"{saved[section].get(key)!r}, the config says {now[section].get(key)!r} "
+                    f"(train in another out_dir, or delete {path.parent} to start this run over)"
                 )
 
 
