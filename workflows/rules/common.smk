@@ -97,7 +97,8 @@ def run_spec(run):
 
 def check_runs():
     """Every run's model and schedule as spt-train will see them (the backbone built on the meta
-    device), checked when the workflow loads: a bad override stops Snakemake before any job."""
+    device), and each figure's names against its runs, checked when the workflow loads: a bad
+    value stops Snakemake before any job."""
     from spt_train.config import ConfigError, RunConfig, build, check_model
 
     for run in config["runs"]:
@@ -108,6 +109,11 @@ def check_runs():
             check_model(build(RunConfig, spec, where, ""), where)
         except ConfigError as e:
             raise ValueError(str(e)) from None
+    for name, figure in config["figures"].items():
+        if "names" in figure and len(figure["names"]) != len(figure["runs"]):
+            raise ValueError(
+                f"config figures.{name}: {len(figure['names'])} names for {len(figure['runs'])} runs"
+            )
 
 
 def run_overrides(wildcards, input):

@@ -79,6 +79,7 @@ def test_every_target_plans(profile, tmp_path):
             "config runs.spt_t: model.backbone: spa_stages should be a suffix of the stages 1-4",
         ),
         (lambda c: c["runs"]["spt_t"].update(gt_select=True), "config runs.spt_t: model.gt_select"),
+        (lambda c: c["figures"]["fig6"]["names"].append("x"), "config figures.fig6: 3 names for 2 runs"),
     ],
 )
 def test_a_bad_config_stops_before_any_job_naming_the_key(edit, message, tmp_path):
