@@ -58,6 +58,12 @@ def _saturate_gates(model: torch.nn.Module, bias: float = 40.0) -> int:
 
 
 @pytest.fixture(scope="session")
+def strong_init() -> Callable[[nn.Module], nn.Module]:
+    """:func:`_strong_init` for tests that build their own torchvision model."""
+    return _strong_init
+
+
+@pytest.fixture(scope="session")
 def torchvision_swin() -> Callable[[str], torch.nn.Module]:
     """name -> torchvision Swin (``weights=None``, nothing downloaded) with seeded O(1) random
     weights (:func:`_strong_init`), eval mode."""

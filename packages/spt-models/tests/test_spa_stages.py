@@ -191,35 +191,22 @@ def test_given_selection_reads_keep_at_the_spa_strides():
         model(torch.randn(2, 3, H, W), keep={16: keep[16], 32: keep[32]})
 
 
-def tiny_torchvision_swin() -> nn.Module:
+def tiny_torchvision_swin(strong_init) -> nn.Module:
     """torchvision's SwinTransformer at TINY's size with seeded O(1) weights (with the default 0.02
     init every attention branch is ~1e-4 of the residual stream and the comparison would be weak)."""
     torch.manual_seed(0)
     tv = torchvision.models.swin_transformer.SwinTransformer(
         patch_size=[4, 4], embed_dim=16, depths=[1, 1, 2, 2], num_heads=[1, 2, 4, 8], window_size=[7, 7]
-    ).eval()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in tv.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.5 / m.weight[0].numel() ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-            elif isinstance(m, nn.LayerNorm):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
-        for name, p in tv.named_parameters():
-            if name.endswith("relative_position_bias_table"):
-                p.copy_(torch.randn(p.shape, generator=g))
-    return tv
+    )
+    return strong_init(tv).eval()
 
 
 @pytest.mark.parametrize("spa_stages", SETTINGS)
-def test_swin_weights_load_and_open_gates_give_swin(spa_stages):
+def test_swin_weights_load_and_open_gates_give_swin(spa_stages, strong_init):
     """A torchvision Swin state dict loads for every setting (fresh: the gates, and the extra
     stage-3 blocks, Swin blocks when stage 3 is not an SPA stage); with the extra blocks left out,
     every gate saturated and 224x224 input (every stage a window multiple), the maps are Swin's."""
-    tv = tiny_torchvision_swin()
+    tv = tiny_torchvision_swin(strong_init)
     extra = create_model("spt_t", spa_stages=spa_stages, **{**TINY, "extra_blocks": 2})
     report = load_swin_weights(extra, tv.state_dict())
     extra_keys = {k for k in extra.state_dict() if k.startswith(("features.5.2.", "features.5.3."))}
