@@ -54,20 +54,20 @@ def metric_value(metrics: dict[str, Any], dotted: str, source: Path) -> float:
     return float("nan") if value is None else float(value)
 
 
-def check_names(names: list[str] | None, files: list[Path]) -> None:
+def runs(files: list[Path], names: list[str] | None) -> list[tuple[str, dict[str, Any], Path]]:
+    """(point label, metrics, file) per metrics file; the label defaults to the file's folder name."""
     if names is not None and len(names) != len(files):
         raise ValueError(f"--names gives {len(names)} names for {len(files)} metrics files")
+    return [(names[i] if names else p.parent.name, json.loads(p.read_text()), p) for i, p in enumerate(files)]
 
 
 def fig4(files: list[Path], names: list[str] | None, metric: str, title: str) -> Any:
     """mAP (y) against the backbone's mean MACs per image (x, ``macs.backbone_g``), one point each."""
     import matplotlib.pyplot as plt
 
-    check_names(names, files)
+    points = runs(files, names)
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
-    for i, path in enumerate(files):
-        metrics = json.loads(path.read_text())
-        name = names[i] if names else path.parent.name
+    for name, metrics, path in points:
         x, y = metric_value(metrics, "macs.backbone_g", path), 100 * metric_value(metrics, metric, path)
         gt = metrics.get("config", {}).get("model", {}).get("gt_select", False)
         ax.scatter([x], [y], s=36, zorder=3, marker="*" if gt else "o")
@@ -85,11 +85,9 @@ def fig6(files: list[Path], names: list[str] | None, metric: str, title: str) ->
     """AP (y) against the pruned fraction (x); a dense run (no selection) is a dashed line."""
     import matplotlib.pyplot as plt
 
-    check_names(names, files)
+    points = runs(files, names)
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
-    for i, path in enumerate(files):
-        metrics = json.loads(path.read_text())
-        name = names[i] if names else path.parent.name
+    for name, metrics, path in points:
         y, x = 100 * metric_value(metrics, metric, path), pruned_fraction(metrics)
         if x is None:
             ax.axhline(y, ls="--", color="grey", lw=1)
