@@ -61,6 +61,16 @@ def runs(files: list[Path], names: list[str] | None) -> list[tuple[str, dict[str
     return [(names[i] if names else p.parent.name, json.loads(p.read_text()), p) for i, p in enumerate(files)]
 
 
+def finish(fig: Any, ax: Any, xlabel: str, metric: str, title: str) -> Any:
+    """Axis labels (y: the metric's last name, in %), title, grid, tight layout -> the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{metric.rsplit('.', 1)[-1]} (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def fig4(files: list[Path], names: list[str] | None, metric: str, title: str) -> Any:
     """mAP (y) against the backbone's mean MACs per image (x, ``macs.backbone_g``), one point each."""
     import matplotlib.pyplot as plt
@@ -73,12 +83,13 @@ def fig4(files: list[Path], names: list[str] | None, metric: str, title: str) ->
         ax.scatter([x], [y], s=36, zorder=3, marker="*" if gt else "o")
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.margins(x=0.3, y=0.15)  # room for the point labels
-    ax.set_xlabel("backbone GMACs per image (val mean)")
-    ax.set_ylabel(f"{metric.rsplit('.', 1)[-1]} (%)")
-    ax.set_title(title or "Ground-truth token selection: accuracy and cost", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return finish(
+        fig,
+        ax,
+        "backbone GMACs per image (val mean)",
+        metric,
+        title or "Ground-truth token selection: accuracy and cost",
+    )
 
 
 def fig6(files: list[Path], names: list[str] | None, metric: str, title: str) -> Any:
@@ -95,12 +106,7 @@ def fig6(files: list[Path], names: list[str] | None, metric: str, title: str) ->
             continue
         ax.scatter([100 * x], [y], s=36, zorder=3)
         ax.annotate(name, (100 * x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("tokens pruned at stages 3-4 (%)")
-    ax.set_ylabel(f"{metric.rsplit('.', 1)[-1]} (%)")
-    ax.set_title(title or "Performance vs pruning level", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, "tokens pruned at stages 3-4 (%)", metric, title or "Performance vs pruning level")
 
 
 def selection_heat(keep: list[Any], size: tuple[int, int]) -> np.ndarray:
