@@ -98,8 +98,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node 2 ARGS`` on gloo; a deadlock fails the test after 5 minutes."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+    ]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300)
+
+
 def test_ddp_two_processes_equal_one_process_with_the_full_batch(synthetic, tmp_path):
-    """Every anchor and every proposal is sampled (no random subset), no stochastic depth, no flips:
+    """With a checkpoint at every step (every rank joins the RNG gather; rank 0 writes). Every
+    anchor and every proposal is sampled (no random subset), no stochastic depth, no flips:
     2 steps on 2 gloo processes x 2 images == 2 steps on 1 process x 4 images. The gradients agree to
     float summation order; AdamW divides each gradient by its own running RMS, which lifts those
     ~1e-7 relative differences on parameters whose gradient is ~0. Stated tolerance: every weight
@@ -121,7 +136,7 @@ def test_ddp_two_processes_equal_one_process_with_the_full_batch(synthetic, tmp_
             },
         },
         "data": {"train": {"records": str(records)}, "short": 96, "long": 160, "flip": 0.0},
-        "train": {"epochs": 1, "lr": 1e-3, "warmup_steps": 0, "log_steps": 1},
+        "train": {"epochs": 1, "lr": 1e-3, "warmup_steps": 0, "log_steps": 1, "checkpoint_steps": 1},
         "device": "cpu",
     }
     paths = {}
@@ -131,18 +146,7 @@ def test_ddp_two_processes_equal_one_process_with_the_full_batch(synthetic, tmp_
         paths[name] = tmp_path / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(config))
     assert fit(load_config(paths["single"])).exists()
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(free_port()),
-    ]
-    run = subprocess.run(
-        [*cmd, "-m", "spt_train", "fit", str(paths["ddp"])], capture_output=True, text=True, timeout=600
-    )
+    run = torchrun("-m", "spt_train", "fit", str(paths["ddp"]))
     assert run.returncode == 0, run.stderr[-3000:]
     single, ddp = weights(tmp_path / "single" / "last.pt"), weights(tmp_path / "ddp" / "last.pt")
     from spt_train.engine import build_model
@@ -166,3 +170,32 @@ def test_amp_is_bf16_on_capable_cuda_and_fp32_on_cpu():
         amp_dtype("fp16", cpu)
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         assert amp_dtype("auto", torch.device("cuda")) == torch.bfloat16
+
+
+def test_ddp_kill_and_resume_is_bit_identical_to_an_uninterrupted_ddp_run(write_config, tmp_path):
+    """2 processes x 2 images, 2 epochs x 2 steps, last.pt at every step, stochastic depth (each
+    rank's RNG stream is saved and restored): killed after step 3 (mid-epoch 2), resumed, the same
+    weights and optimizer state as the run that was never stopped."""
+    kill = tmp_path / "kill.py"
+    kill.write_text(
+        "import sys\nfrom spt_train.config import load_config\nfrom spt_train.engine import fit\n"
+        "fit(load_config(sys.argv[1]), stop_after=int(sys.argv[2]))\n"
+    )
+    straight, killed = (
+        write_config("straight", checkpoint_steps=1),
+        write_config("killed", checkpoint_steps=1),
+    )
+    for args in (("-m", "spt_train", "fit", str(straight)), (str(kill), str(killed), "3")):
+        run = torchrun(*args)
+        assert run.returncode == 0, run.stderr[-3000:]
+    last = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)
+    assert (last["epoch"], last["batch"], last["step"], len(last["rng"])) == (1, 1, 3, 2)
+    run = torchrun("-m", "spt_train", "fit", str(killed))
+    assert run.returncode == 0, run.stderr[-3000:]
+    a, b = (torch.load(tmp_path / name / "last.pt", weights_only=False) for name in ("straight", "killed"))
+    assert a["step"] == b["step"] == 4
+    assert_same_state(a["model"], b["model"])
+    assert all(
+        torch.equal(a["optimizer"]["state"][k]["exp_avg"], v["exp_avg"])
+        for k, v in b["optimizer"]["state"].items()
+    )

@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_writable",
     "read_versioned_parquet",
 ]
 
@@ -88,3 +89,19 @@ def read_versioned_parquet(
     if missing:
         raise DataError(f"{path}: missing columns {missing}")
     return table, meta
+
+
+def check_writable(path: str | os.PathLike[str], what: str) -> None:
+    """Raise :class:`DataError` unless a new file can be created at ``path`` (its folder existing
+    or creatable, and taking a file): checked before any work, by writing a probe file."""
+    parent = Path(path).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"cannot write {what}: {parent} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".spt-probe.", dir=parent)
+    except OSError as e:
+        raise DataError(f"cannot write {what}: folder {parent} is not writable ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)

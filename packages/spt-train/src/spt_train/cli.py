@@ -123,13 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_out(parser: argparse.ArgumentParser, out: Path) -> None:
     """An output path that cannot be written is a usage error before any work."""
-    if out.exists() and out.is_dir():
+    from spt_data import DataError
+    from spt_data.io import check_writable
+
+    if out.is_dir():
         parser.error(f"--out {out}: is a directory")
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        parser.error(f"--out {out}: {parent} is not a directory")
+    try:
+        check_writable(out, f"--out {out}")
+    except DataError as e:
+        parser.error(str(e))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from spt_data import DataError
 
+    from .checkpoint import RunError
     from .config import ConfigError
 
     if getattr(args, "out", None) is not None:
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
             commands.update(config=compose.run, row=rows.run, figure=figures.run)
         return commands[args.command](args)
-    except (ConfigError, DataError, KeyError) as e:
+    except (ConfigError, DataError, RunError, KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) else e
         print(f"spt-train {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -16,12 +16,10 @@ image), so nothing depends on where a run resumed.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -35,10 +33,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from spt_data.io import check_writable
 from spt_models import Classifier, create_detector, create_model, load_swin_weights
 from spt_models.detection import batch_select_labels
 
-from .config import ModelConfig, RunConfig, to_dict
+from .checkpoint import RunLock, check_resumable, gather_rng, read_resume, save_checkpoint, set_rng_state
+from .config import RunConfig, to_dict
 from .data import ClassificationDataset, DetectionDataset, collate, collate_padded, seed_worker
 from .distributed import Dist, cleanup, init_distributed, pick_device
 from .sampler import ResumableBatchSampler
@@ -158,61 +158,6 @@ def batch_losses(net: nn.Module, batch: tuple, device: torch.device, generator: 
     return losses
 
 
-class Checkpoint:
-    """``out_dir/last.pt`` and ``epoch_N.pt``, written atomically (temporary file, then rename)."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-
-    @property
-    def last(self) -> Path:
-        return self.out_dir / "last.pt"
-
-    def save(self, state: dict[str, Any], *names: str) -> None:
-        for name in names:
-            path = self.out_dir / name
-            tmp = path.with_name(f".{path.name}.tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}  # noqa: NPY002
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> None:
-    """A checkpoint resumes only the run it came from: same model and same training data/schedule."""
-    now = to_dict(config)
-    saved = {**saved, "model": saved_model(saved["model"])}
-    for section in ("model", "data", "train"):
-        for key in sorted(set(saved[section]) | set(now[section])):
-            if key in ("epochs", "max_steps", "log_steps", "num_workers", "checkpoint_steps"):
-                continue  # may change on resume (a longer run, another logging pace)
-            if saved[section].get(key) != now[section].get(key):
-                raise ValueError(
-                    f"{path}: checkpoint of another run: {section}.{key} was "
-                    f"{saved[section].get(key)!r}, the config says {now[section].get(key)!r} "
-                    f"(train in another out_dir, or delete {path.parent} to start this run over)"
-                )
-
-
-def saved_model(model: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's ``model`` config with the keys added since it was written at their defaults
-    (``gt_select``), so older checkpoints still resume and evaluate."""
-    return {**dataclasses.asdict(ModelConfig()), **model}
-
-
 class SelectRatio:
     """Forward hook on the model's backbone: the mean select ratio of the last forward (a model
     with a selection record, e.g. SPT; None for the others, ViT included)."""
@@ -229,11 +174,28 @@ class SelectRatio:
 
 def fit(config: RunConfig, *, resume: bool = True, stop_after: int | None = None) -> Path:
     """Train; -> the run's ``last.pt``. ``resume``: continue from ``out_dir/last.pt`` if present.
-    ``stop_after``: leave after this many steps of this call (a simulated kill; tests)."""
+    ``stop_after``: leave after this many steps of this call without writing anything more (a
+    simulated kill; tests). ``out_dir`` is checked for writing and locked (``.lock``, rank 0) first."""
     d = init_distributed("cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu")
-    device = pick_device(config.device, d.local_rank)
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out_dir)
+    try:
+        device = pick_device(config.device, d.local_rank)
+        if d.main:
+            check_writable(out_dir / "last.pt", f"out_dir {out_dir}")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        train(config, d, device, resume, stop_after)
+    finally:
+        lock.release()
+        cleanup(d)
+    return out_dir / "last.pt"
+
+
+def train(config: RunConfig, d: Dist, device: torch.device, resume: bool, stop_after: int | None) -> None:
+    """:func:`fit`'s loop on this process. A stop at ``max_steps`` in the middle of an epoch is saved
+    as that position (epoch, next batch), so a resume with a larger ``max_steps`` goes on from it."""
+    out_dir = Path(config.out_dir)
     t = config.train
     random.seed(t.seed)
     np.random.seed(t.seed)  # noqa: NPY002
@@ -248,37 +210,42 @@ def fit(config: RunConfig, *, resume: bool = True, stop_after: int | None = None
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, config))
     dtype = amp_dtype(t.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    checkpoint = Checkpoint(out_dir)
+    last = out_dir / "last.pt"
     epoch, batch, step = 0, 0, 0
-    if resume and checkpoint.last.exists():
-        saved = torch.load(checkpoint.last, map_location="cpu", weights_only=False)
-        check_resumable(saved["config"], config, checkpoint.last)
+    if resume and last.exists():
+        saved = read_resume(last)
+        check_resumable(saved["config"], config, last)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
         set_rng_state(saved["rng"][min(d.rank, len(saved["rng"]) - 1)])
         epoch, batch, step = saved["epoch"], saved["batch"], saved["step"]
-        log.info("resumed %s at epoch %d, batch %d (step %d)", checkpoint.last, epoch, batch, step)
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * lr_factor(step, total, config)  # the saved lr knew the old max_steps
+        log.info("resumed %s at epoch %d, batch %d (step %d)", last, epoch, batch, step)
     if d.main:
         (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     net = DistributedDataParallel(model, find_unused_parameters=False) if d.world > 1 else model
     ratio = SelectRatio(model.backbone)
     metrics = MetricsLog(out_dir, d.main)
 
-    def state() -> dict[str, Any]:
-        rngs = gather_rng(d)
-        return {
+    def save(*names: str) -> None:
+        """Every rank builds the state (gathering the RNG states is a collective); rank 0 writes."""
+        state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
-            "rng": rngs,
+            "rng": gather_rng(d),
             "epoch": epoch,
             "batch": batch,
             "step": step,
             "config": to_dict(config),
         }
+        if d.main:
+            for name in names:
+                save_checkpoint(state, out_dir / name)
 
     steps_here = 0
 
@@ -327,31 +294,19 @@ def fit(config: RunConfig, *, resume: bool = True, stop_after: int | None = None
             )
             if step % t.log_steps == 0 or step == total:
                 metrics.write(step, epoch, scheduler.get_last_lr()[0], losses, ratio.value)
-            if t.checkpoint_steps and step % t.checkpoint_steps == 0 and d.main:
-                checkpoint.save(state(), "last.pt")
+            if t.checkpoint_steps and step % t.checkpoint_steps == 0:
+                save("last.pt")
             if step >= total or killed():
                 break
-        if killed() and batch < len(sampler) and step < total:
-            break  # killed mid-epoch: last.pt is the last one written
+        if batch < len(sampler):  # left mid-epoch
+            if not killed():  # at max_steps: saved where it stands, a longer max_steps goes on from here
+                save("last.pt")
+            break
         epoch, batch = epoch + 1, 0
-        s = state()
-        if d.main:
-            checkpoint.save(s, f"epoch_{epoch}.pt", "last.pt")
+        save(f"epoch_{epoch}.pt", "last.pt")
         if killed():
             break
     metrics.close()
-    cleanup(d)
-    return checkpoint.last
-
-
-def gather_rng(d: Dist) -> list[dict[str, Any]]:
-    """Every process's RNG states (rank order), so each resumes its own stream."""
-    mine = rng_state()
-    if d.world == 1:
-        return [mine]
-    out: list[Any] = [None] * d.world
-    torch.distributed.all_gather_object(out, mine)
-    return out
 
 
 def to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:

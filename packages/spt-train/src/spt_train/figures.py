@@ -128,14 +128,12 @@ def fig5(config_path: Path, checkpoint: Path, num_images: int, title: str) -> An
 
     from .config import load_config
     from .data import collate
-    from .engine import build_model, make_dataset, to_device
-    from .predict import AuxRecorder
+    from .engine import make_dataset, to_device
+    from .predict import AuxRecorder, load_model
 
     config = load_config(config_path)
     dataset = make_dataset(config, "val" if config.data.val is not None else "train")
-    model = build_model(config, dataset.num_classes)
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
-    model.eval()
+    model = load_model(config, checkpoint, dataset.num_classes, torch.device("cpu"))
     recorder = AuxRecorder(model.backbone)
     n = min(num_images, len(dataset))
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.4), dpi=120, squeeze=False)

@@ -29,10 +29,11 @@ from spt_models import VisionTransformer, count_macs
 from spt_models.detection import batch_select_labels
 from spt_models.masks import fit_grid, token_valid
 
+from .checkpoint import load_weights, read_checkpoint, saved_model
 from .config import RunConfig, to_dict
 from .data import DetectionDataset, collate, collate_padded
 from .distributed import pick_device
-from .engine import build_model, make_dataset, saved_model, to_device
+from .engine import build_model, make_dataset, to_device
 from .evaluation import SelectionMeter, evaluate_predictions, json_safe, multilabel_map
 from .table import git_commit
 
@@ -109,9 +110,7 @@ def load_model(config: RunConfig, checkpoint: str | Path, num_classes: int, devi
     """The run's model with the checkpoint's weights, in eval mode on ``device``; a checkpoint of
     another model (another ``model`` config) is refused, naming the key."""
     model = build_model(config, num_classes)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if "model" not in state:
-        raise ValueError(f"{checkpoint}: not a spt-train checkpoint (no 'model' entry)")
+    state = read_checkpoint(checkpoint)
     saved, now = state.get("config", {}).get("model"), to_dict(config)["model"]
     if saved is not None and saved_model(saved) != now:
         saved = saved_model(saved)
@@ -119,7 +118,7 @@ def load_model(config: RunConfig, checkpoint: str | Path, num_classes: int, devi
         raise ValueError(
             f"{checkpoint}: checkpoint of another model: model.{diff[0]} differs from the config"
         )
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], checkpoint)
     return model.to(device).eval()
 
 
