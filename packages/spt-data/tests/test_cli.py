@@ -8,7 +8,15 @@ import logging
 import numpy as np
 import pytest
 
-from spt_data import object_ratio, read_labels, read_manifest, read_records, resize_policy, selection_labels
+from spt_data import (
+    object_ratio,
+    read_labels,
+    read_manifest,
+    read_records,
+    records_fingerprint,
+    resize_policy,
+    selection_labels,
+)
 from spt_data.cli import main
 
 
@@ -119,6 +127,7 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     ]
     labels = read_labels(lab)
     assert len(labels) == 36 and labels.params["short"] == 192
+    assert labels.params["records"] == str(rec) and labels.records_fingerprint == records_fingerprint(records)
     for r in records:
         frame = resize_policy(r.width, r.height, short=192, long=640, pad_to=32)
         assert frame.out_w == 320

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spt_data import read_records
+from spt_data import read_records, synth
 from spt_data.cli import _parser, main
 
 
@@ -113,7 +113,17 @@ def _usage_cases(raw: Path, rec: Path, tmp: Path) -> dict[str, tuple[list[str], 
         ),
         "convert coco without --images": (
             ["convert", "--format", "coco", "--ann", "x.json", "--out", str(tmp / "r.parquet")],
-            "convert --format coco needs --ann and --images",
+            "convert --format coco --check-images header needs --images (the image folder; only "
+            "--check-images none goes without it)",
+        ),
+        "convert bdd --check-images decode without --images": (
+            [*bdd[:-2], "--check-images", "decode", "--out", str(tmp / "r.parquet")],
+            "convert --format bdd --check-images decode needs --images (the image folder; only "
+            "--check-images none goes without it)",
+        ),
+        "convert bdd without --ann": (
+            ["convert", "--format", "bdd", "--images", str(tmp), "--out", str(tmp / "r.parquet")],
+            "convert --format bdd needs --ann",
         ),
         "convert voc without --root": (
             ["convert", "--format", "voc", "--out", str(tmp / "r.parquet")],
@@ -137,7 +147,7 @@ CASE_NAMES = [
     "synth --out a file", "synth into a held split", "subset --max-ratio nan", "subset --max-ratio -0.25",
     "subset --out manifest.txt", "subset --records-out = --records", "convert --out records.csv", "convert --out a directory",
     "convert --out under a file", "convert bdd without images or size", "convert coco without --images",
-    "convert voc without --root", "labels --records missing", "stats without inputs", "stats --out not json",
+    "convert bdd --check-images decode without --images", "convert bdd without --ann", "convert voc without --root", "labels --records missing", "stats without inputs", "stats --out not json",
 ]  # fmt: skip
 
 
@@ -203,6 +213,22 @@ def test_bdd_without_images_takes_image_size(raw, tmp_path):
     assert {(r.width, r.height) for r in read_records(out).records} == {(64, 48)}
 
 
+def test_bdd_ground_truth_converts_without_the_image_folder(raw, tmp_path, caplog):
+    """--check-images none reads no image: no --images, and the records keep relative image paths."""
+    out = tmp_path / "gt.parquet"
+    args = ["convert", "--format", "bdd", "--ann", str(raw / "labels" / "train.json")]
+    with caplog.at_level(logging.WARNING, logger="spt_data"):
+        assert (
+            main(
+                ["--no-progress", *args, "--check-images", "none", "--image-size", "64x48", "--out", str(out)]
+            )
+            == 0
+        )
+    records = read_records(out).records
+    assert [r.image_path for r in records] == [f"synth_{i:06d}.jpg" for i in range(3)]
+    assert {(r.width, r.height) for r in records} == {(64, 48)} and not caplog.records
+
+
 def test_skip_counts_images_and_annotations_apart(tmp_path, write_jpeg, write_json, caplog, capsys):
     write_jpeg(tmp_path / "img" / "a.jpg", 64, 48)
     images = [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}, {"id": "2", "file_name": "b.jpg"}]
@@ -253,3 +279,31 @@ def test_synth_overwrite_replaces_the_whole_split(raw, tmp_path):
         p.name for p in (out / "images" / "train").iterdir()
     )
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_synth_removes_a_killed_runs_temporary_folder_and_names_a_running_ones(tmp_path, caplog, monkeypatch):
+    """A killed run (pid no longer running; or an old name without pid) left its folder: removed and
+    logged. A folder of a process that still runs (here the parent of this one) is named and left."""
+    out = tmp_path / "s"
+    dead = out / ".synth-train.999999999.ab12cd34"  # beyond any pid_max: no such process
+    old = out / ".synth-train.x1y2z3_a"
+    alive = out / f".synth-train.{os.getppid()}.qwerty12"
+    other = out / ".synth-val.999999999.ab12cd34"  # another split's: not this run's business
+    for folder in (dead, old, alive, other):
+        (folder / "images" / "train").mkdir(parents=True)
+    made = []
+    real_move = synth._move_into_place
+    monkeypatch.setattr(synth, "_move_into_place", lambda new, dest: (made.append(new), real_move(new, dest)))
+    with caplog.at_level(logging.WARNING, logger="spt_data"):
+        assert (
+            main(["--no-progress", "synth", "--out", str(out), "--num-images", "1", "--size", "64x48"]) == 0
+        )
+    assert sorted(r.getMessage() for r in caplog.records) == sorted(
+        [
+            f"{alive}: temporary folder of synth process {os.getppid()}, still running; left in place",
+            f"removed {dead}: temporary folder of an interrupted synth run",
+            f"removed {old}: temporary folder of an interrupted synth run",
+        ]
+    )
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [alive.name, other.name]
+    assert made[0]["images"].parent.parent.name.startswith(f".synth-train.{os.getpid()}.")  # per-process name

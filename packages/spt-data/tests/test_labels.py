@@ -8,19 +8,25 @@ import pytest
 
 from spt_data import (
     DataError,
+    Dataset,
     Record,
     hflip_grid,
     hflip_record,
+    labels_source_problem,
     read_coco,
     read_labels,
+    read_records,
+    records_fingerprint,
     resize_policy,
     selection_labels,
     selection_labels_reference,
+    source_params,
     write_labels,
+    write_records,
 )
 from spt_data.frame import identity_frame
 from spt_data.labels import label_rows
-from spt_data.records import rle_from_bitmap
+from spt_data.records import PolygonMask, rle_from_bitmap
 
 
 def _record(width, height, boxes, masks=None):
@@ -200,3 +206,67 @@ def test_truncated_bits_are_an_error(tmp_path):
     )
     with pytest.raises(DataError, match=r"row 0 \(image 'a', stride 8\): 1 bytes of bits for a 4x5 grid"):
         read_labels(path)
+
+
+def _fingerprint_records() -> list[Record]:
+    rle = rle_from_bitmap(np.pad(np.ones((4, 6), bool), ((2, 14), (3, 11))))  # [20, 20]
+    poly = PolygonMask((np.array([1.0, 1, 8, 1, 8, 6]),))
+    a = _record(20, 20, [[3, 2, 9, 6], [1, 1, 8, 6]], masks=[rle, poly])
+    return [Record.build(**{**a.__dict__, "image_id": "a"}), Record.build(**{**a.__dict__, "image_id": "b"})]
+
+
+def test_records_fingerprint_sees_every_input_of_the_labels_and_survives_parquet(tmp_path):
+    recs = _fingerprint_records()
+    base = records_fingerprint(recs)
+    write_records(tmp_path / "r.parquet", Dataset("coco", recs, {1: "car"}, []))
+    assert records_fingerprint(read_records(tmp_path / "r.parquet").records) == base
+    a = recs[0].__dict__
+    changed = {
+        "image id": {"image_id": "c"},
+        "width": {"width": 21},
+        "height": {"height": 21},
+        "box": {"boxes": recs[0].boxes + np.array([[0, 0, 1, 0], [0, 0, 0, 0]])},
+        "category": {"category_ids": np.array([1, 2])},
+        "mask": {"masks": (recs[0].masks[0], None)},
+    }
+    for what, change in changed.items():
+        assert records_fingerprint([Record.build(**{**a, **change}), recs[1]]) != base, what
+    assert records_fingerprint(recs[::-1]) != base  # order counts
+    assert records_fingerprint(recs, sizes_only=True) == records_fingerprint(
+        [Record.build(**{**r.__dict__, "boxes": r.boxes + 1}) for r in recs], sizes_only=True
+    )
+
+
+def _labels_of(recs, path, tmp_path):
+    out = tmp_path / "labels.parquet"
+    write_labels(out, label_rows(recs, policy=identity_frame), {"short": None, **source_params(recs, path)})
+    return read_labels(out)
+
+
+def test_labels_made_from_other_records_are_named_with_both_files(tmp_path):
+    recs = _fingerprint_records()
+    labels = _labels_of(recs, "made.parquet", tmp_path)
+    made = records_fingerprint(recs)
+    assert labels.params["records"] == "made.parquet" and labels.records_fingerprint == made
+    assert labels_source_problem(labels, recs, "copy.parquet") is None
+    where = f"{tmp_path / 'labels.parquet'}: labels were made from other records"
+    others = {
+        "other image ids": [recs[0]],
+        "the same image ids at other sizes": [Record.build(**{**r.__dict__, "width": 40}) for r in recs],
+        "the same images and sizes, other boxes, categories or masks": [
+            Record.build(**{**r.__dict__, "category_ids": r.category_ids + 1}) for r in recs
+        ],
+    }
+    for how, other in others.items():
+        assert labels_source_problem(labels, other, "other.parquet") == (
+            f"{where} (made.parquet, fingerprint {made[:12]}) than other.parquet (fingerprint "
+            f"{records_fingerprint(other)[:12]}: {how}); remake them with spt-data labels --records other.parquet"
+        )
+
+
+def test_labels_without_a_fingerprint_are_not_checked(tmp_path):
+    """Files written before labels kept their records' fingerprint still read (the reader warns)."""
+    recs = _fingerprint_records()
+    write_labels(tmp_path / "old.parquet", label_rows(recs, policy=identity_frame), {"records": "r.parquet"})
+    old = read_labels(tmp_path / "old.parquet")
+    assert old.records_fingerprint is None and labels_source_problem(old, recs[:1], "other.parquet") is None

@@ -7,9 +7,22 @@ import logging
 import pytest
 import torch
 
-from spt_data import Record, identity_frame, read_records, resize_policy, selection_labels, write_records
+from spt_data import (
+    DataError,
+    Record,
+    identity_frame,
+    read_labels,
+    read_records,
+    records_fingerprint,
+    resize_policy,
+    selection_labels,
+    write_labels,
+    write_records,
+)
 from spt_data.cli import main as spt_data
-from spt_train.data import DetectionDataset, ImageError, collate
+from spt_data.labels import label_rows
+from spt_train import data as data_module
+from spt_train.data import ClassificationDataset, DetectionDataset, ImageError, collate, collate_padded
 
 
 def boxes_only_labels(synthetic, tmp_path):
@@ -63,6 +76,61 @@ def test_labels_made_for_another_frame_are_refused(synthetic):
         )
 
 
+def changed_records(synthetic, tmp_path, scale: float = 1.0, keep: int | None = None):
+    """The train records with the same image ids, at ``scale`` times the size, first ``keep`` instances."""
+    data = read_records(synthetic / "train.parquet")
+    for i, r in enumerate(data.records):
+        data.records[i] = Record.build(
+            image_id=r.image_id,
+            image_path=r.image_path,
+            width=round(r.width * scale),
+            height=round(r.height * scale),
+            boxes=r.boxes[:keep] * scale,
+            category_ids=r.category_ids[:keep],
+            category_names=r.category_names[:keep],
+        )
+    write_records(tmp_path / "other.parquet", data)
+    return tmp_path / "other.parquet", data.records
+
+
+@pytest.mark.parametrize(
+    ("scale", "keep", "how"),
+    [
+        (2.0, None, "the same image ids at other sizes"),
+        (1.0, 1, "the same images and sizes, other boxes, categories or masks"),
+    ],
+)
+def test_labels_made_from_other_records_are_refused_naming_both_files(synthetic, tmp_path, scale, keep, how):
+    """Same image names and frame (a 320x192 copy resizes to the same 160x96 frame): only the
+    fingerprint of the records the labels were made from tells them apart."""
+    other, records = changed_records(synthetic, tmp_path, scale, keep)
+    labels = synthetic / "train_labels.parquet"
+    made = read_labels(labels).records_fingerprint
+    with pytest.raises(DataError) as err:
+        DetectionDataset(other, labels, short=96, long=160)
+    assert str(err.value) == (
+        f"{labels}: labels were made from other records ({synthetic / 'train.parquet'}, fingerprint "
+        f"{made[:12]}) than {other} (fingerprint {records_fingerprint(records)[:12]}: {how}); "
+        f"remake them with spt-data labels --records {other}"
+    )
+
+
+def test_labels_without_a_records_fingerprint_still_work_with_one_warning(synthetic, tmp_path, caplog):
+    records = synthetic / "train.parquet"
+    old = tmp_path / "old_labels.parquet"
+    policy = lambda w, h: resize_policy(w, h, short=96, long=160, pad_to=32)  # noqa: E731
+    params = {"short": 96, "long": 160, "pad_to": 32, "strides": [8, 16, 32], "records": str(records)}
+    write_labels(old, label_rows(read_records(records).records, policy=policy), params)
+    with caplog.at_level(logging.WARNING, logger="spt_train.data"):
+        for _ in range(2):
+            assert set(DetectionDataset(records, old, short=96, long=160)[0][1]["select"]) == {8, 16, 32}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{old}: labels of an older spt-data keep no fingerprint of their records, so they are not "
+        f"checked against {records}; remake them with spt-data labels --records {records} to check"
+    ]
+    data_module._warned_unbound.discard(str(old))
+
+
 def corrupt_dataset(synthetic, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg at all")
@@ -93,6 +161,39 @@ def test_a_corrupt_image_is_skipped_counted_and_logged_on_request(synthetic, tmp
     )
 
 
+def all_broken(synthetic, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    data = read_records(synthetic / "train.parquet")
+    data.records = [dataclasses.replace(r, image_path=str(bad)) for r in data.records]
+    write_records(tmp_path / "all_broken.parquet", data)
+    return tmp_path / "all_broken.parquet", bad, data.records[0]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "collate_fn"), [(DetectionDataset, collate), (ClassificationDataset, collate_padded)]
+)
+def test_a_batch_of_only_skipped_images_stops_naming_the_records(synthetic, tmp_path, dataset, collate_fn):
+    """on_error: skip with every image broken: a DataError before the model sees an empty batch."""
+    records, bad, first = all_broken(synthetic, tmp_path)
+    ds = dataset(records, short=96, long=160, on_error="skip")
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_fn)
+    with pytest.raises(DataError) as err:
+        next(iter(loader))
+    assert str(err.value) == (
+        f"{records}: all 3 images of a batch were skipped (on_error: skip), the batch is empty; the first: "
+        f"{bad}: image {first.image_id!r} (record {first.source_index}): cannot identify image file {str(bad)!r}"
+    )
+    assert ds.skipped == 3
+
+
+def test_a_batch_with_one_readable_image_keeps_it(synthetic, tmp_path):
+    records, _, _ = corrupt_dataset(synthetic, tmp_path)  # image 1 broken
+    ds = DetectionDataset(records, short=96, long=160, on_error="skip")
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate)
+    assert [len(images) for images, _ in loader] == [1, 2, 2, 2] and ds.skipped == 1
+
+
 def test_identity_frame_dataset_keeps_the_image(synthetic):
     ds = DetectionDataset(synthetic / "train.parquet", short=None, long=None, pad_to=1)
     image, target = ds[0]
@@ -102,8 +203,6 @@ def test_identity_frame_dataset_keeps_the_image(synthetic):
 
 
 def test_classification_dataset_multi_hot_and_padded_batches(synthetic):
-    from spt_train.data import ClassificationDataset, collate_padded
-
     ds = ClassificationDataset(
         synthetic / "train.parquet", synthetic / "train_labels.parquet", short=96, long=160
     )

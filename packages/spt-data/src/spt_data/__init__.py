@@ -14,12 +14,14 @@ from .frame import Frame, identity_frame, resize_policy
 from .labels import (
     LabelTable,
     hflip_grid,
+    labels_source_problem,
     read_labels,
     selection_labels,
     selection_labels_reference,
+    source_params,
     write_labels,
 )
-from .records import Dataset, PolygonMask, Record, RleMask, hflip_record
+from .records import Dataset, PolygonMask, Record, RleMask, hflip_record, records_fingerprint
 from .store import read_records, write_records
 from .subsets import object_ratio, read_manifest, subset_manifest, write_manifest
 from .voc import read_voc
@@ -38,6 +40,7 @@ __all__ = [
     "hflip_grid",
     "hflip_record",
     "identity_frame",
+    "labels_source_problem",
     "object_ratio",
     "read_bdd",
     "read_coco",
@@ -45,9 +48,11 @@ __all__ = [
     "read_manifest",
     "read_records",
     "read_voc",
+    "records_fingerprint",
     "resize_policy",
     "selection_labels",
     "selection_labels_reference",
+    "source_params",
     "subset_manifest",
     "write_labels",
     "write_manifest",

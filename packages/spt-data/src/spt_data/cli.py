@@ -26,7 +26,7 @@ from .errors import DataError, OnError
 from .frame import Frame, resize_policy
 from .images import CHECK_MODES
 from .io import atomic_write_json
-from .labels import STRIDES, label_rows, read_labels, write_labels
+from .labels import STRIDES, label_rows, read_labels, source_params, write_labels
 from .records import Dataset
 from .stats import format_stats, label_stats, manifest_stats, record_stats
 from .store import read_records, write_records
@@ -74,7 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--ann", nargs="+", type=Path, help="coco: instances json; bdd: frame-list json file(s) or folder"
     )
-    c.add_argument("--images", type=Path, help="coco/bdd: image folder")
+    c.add_argument(
+        "--images",
+        type=Path,
+        help="coco/bdd: image folder (optional with --check-images none: image paths stay relative)",
+    )
     c.add_argument("--root", type=Path, help="voc: the folder holding Annotations/ and JPEGImages/")
     c.add_argument("--split", default="trainval", help="voc: ImageSets/Main/<split>.txt ('all': every xml)")
     c.add_argument(
@@ -141,8 +145,13 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
                 return "convert --format voc needs --root"
             if args.ann or args.images:
                 return "convert --format voc takes --root, not --ann or --images"
-        elif not args.ann or args.images is None:
-            return f"convert --format {args.format} needs --ann and --images"
+        elif not args.ann:
+            return f"convert --format {args.format} needs --ann"
+        elif args.images is None and args.check_images != "none":
+            return (
+                f"convert --format {args.format} --check-images {args.check_images} needs --images "
+                "(the image folder; only --check-images none goes without it)"
+            )
         elif args.format == "coco" and len(args.ann) != 1:
             return "convert --format coco takes one --ann file"
         if args.format == "bdd" and args.check_images == "none" and args.image_size is None:
@@ -200,9 +209,10 @@ def _read(args: argparse.Namespace, bars: _Bars, policy: OnError) -> Dataset:
     if args.format == "voc":
         split = None if args.split == "all" else args.split
         return read_voc(args.root, split=split, instances=args.voc_instances, **kw)
+    images = args.images if args.images is not None else Path()  # no folder: paths relative
     if args.format == "coco":
-        return read_coco(args.ann[0], args.images, **kw)
-    return read_bdd(args.ann, args.images, image_size=args.image_size, **kw)
+        return read_coco(args.ann[0], images, **kw)
+    return read_bdd(args.ann, images, image_size=args.image_size, **kw)
 
 
 def _warn_if_empty(n: int, path: Path) -> None:
@@ -238,7 +248,7 @@ def _labels(args: argparse.Namespace, bars: _Bars) -> int:
     rows = label_rows(
         bars(ds.records, "labels"), strides=args.strides, policy=policy, use_masks=not args.boxes_only
     )
-    n = write_labels(args.out, rows, {**params, "records": str(args.records)})
+    n = write_labels(args.out, rows, {**params, **source_params(ds.records, args.records)})
     print(f"wrote {args.out}: {n} grids ({len(ds.records)} images x {len(args.strides)} strides)")
     _warn_if_empty(len(ds.records), args.out)
     return 0

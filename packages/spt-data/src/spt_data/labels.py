@@ -11,7 +11,8 @@ Parquet layout (one row per image and stride): ``image_id`` string, ``stride`` i
 ``grid_w``, ``frame_w``, ``frame_h`` int32 (resized image size in px, for flips), ``bits`` binary
 (``np.packbits`` of the row-major grid, big bit order). File metadata: ``spt_data.kind =
 selection_labels``, ``spt_data.schema_version`` (:data:`SCHEMA_VERSION`) and ``spt_data.params``
-(the resize policy and options as JSON).
+(the resize policy and options as JSON, and the records the labels were made from:
+:func:`source_params`, checked by :func:`labels_source_problem`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .errors import DataError
 from .frame import Frame, resize_policy
 from .io import atomic_path, read_versioned_parquet
 from .raster import box_cells, cells_reference, rect_cells
-from .records import Record
+from .records import Record, records_fingerprint
 from .rle import decode_counts, rle_problem, run_rects
 
 __all__ = [
@@ -41,9 +42,11 @@ __all__ = [
     "hflip_grid",
     "instance_rects",
     "label_rows",
+    "labels_source_problem",
     "read_labels",
     "selection_labels",
     "selection_labels_reference",
+    "source_params",
     "union_mask",
     "write_labels",
 ]
@@ -187,6 +190,16 @@ def write_labels(path: str | Path, rows: Iterable[dict[str, Any]], params: dict[
     return table.num_rows
 
 
+def source_params(records: Sequence[Record], path: str | Path) -> dict[str, str]:
+    """The params a labels file keeps of the records it is made from: their path and fingerprints
+    (:func:`.records_fingerprint` of the content, and of image ids and sizes only)."""
+    return {
+        "records": str(path),
+        "records_fingerprint": records_fingerprint(records),
+        "records_sizes": records_fingerprint(records, sizes_only=True),
+    }
+
+
 @dataclass
 class LabelTable:
     """Selection labels read back from Parquet. ``grid(image_id, stride)`` -> [grid_h, grid_w] bool."""
@@ -212,6 +225,11 @@ class LabelTable:
         return list(self._index)
 
     @property
+    def records_fingerprint(self) -> str | None:
+        """Fingerprint of the records the labels were made from (None: a file written before it was kept)."""
+        return self.params.get("records_fingerprint")
+
+    @property
     def image_ids(self) -> list[str]:
         return list(dict.fromkeys(i for i, _ in self._index))
 
@@ -232,6 +250,28 @@ class LabelTable:
         h, w = int(self._h[n]), int(self._w[n])
         packed = np.frombuffer(self._bits[n].as_py(), dtype=np.uint8)
         return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
+
+
+def labels_source_problem(labels: LabelTable, records: Sequence[Record], path: str | Path) -> str | None:
+    """Why ``labels`` were not made from ``records`` (read from ``path``), or None: they were, or the
+    labels file keeps no fingerprint (written before it was kept)."""
+    made_from = labels.records_fingerprint
+    if made_from is None:
+        return None
+    here = records_fingerprint(records)
+    if here == made_from:
+        return None
+    if labels.image_ids != [r.image_id for r in records]:
+        how = "other image ids"
+    elif labels.params.get("records_sizes") != records_fingerprint(records, sizes_only=True):
+        how = "the same image ids at other sizes"
+    else:
+        how = "the same images and sizes, other boxes, categories or masks"
+    return (
+        f"{labels.path}: labels were made from other records ({labels.params.get('records')}, fingerprint "
+        f"{made_from[:12]}) than {path} (fingerprint {here[:12]}: {how}); "
+        f"remake them with spt-data labels --records {path}"
+    )
 
 
 def read_labels(path: str | Path) -> LabelTable:

@@ -10,12 +10,19 @@ inside the image up to :data:`BOX_TOLERANCE` = 1 px: ``x1 >= -1``, ``y1 >= -1``,
 ``y2 <= height + 1``, and the box must overlap the image (``x1 < width``, ``x2 > 0``, same for y).
 Boxes within the tolerance are kept as given (never clipped); rasterisation only ever counts pixels
 inside the image.
+
+:func:`records_fingerprint` is a sha256 over what the selection labels are made from (image ids,
+sizes, boxes, category ids, masks, in order): a labels file records it, and a reader of the labels
+compares it with its records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -31,6 +38,7 @@ __all__ = [
     "RleMask",
     "box_problem",
     "hflip_record",
+    "records_fingerprint",
     "rle_from_bitmap",
 ]
 
@@ -240,3 +248,29 @@ def hflip_record(record: Record) -> Record:
         source_index=record.source_index,
         extra={**record.extra, "hflip": "1"},
     )
+
+
+def _mask_bytes(mask: Mask | None) -> bytes:
+    if mask is None:
+        return b"N"
+    if isinstance(mask, RleMask):
+        return b"R" + struct.pack("<q", len(mask.counts)) + mask.counts
+    rings = [np.ascontiguousarray(r, dtype="<f8").tobytes() for r in mask.rings]
+    return b"P" + b"".join(struct.pack("<q", len(r)) + r for r in rings)
+
+
+def records_fingerprint(records: Iterable[Record], *, sizes_only: bool = False) -> str:
+    """sha256 (hex) over each record's image id, width and height and, unless ``sizes_only``, its
+    boxes, category ids and masks, in order: equal for the same records read from any copy of a file."""
+    h = hashlib.sha256()
+    for r in records:
+        image_id = r.image_id.encode("utf-8")
+        h.update(struct.pack("<qqq", len(image_id), r.width, r.height) + image_id)
+        if sizes_only:
+            continue
+        h.update(struct.pack("<q", r.num_instances))
+        h.update(np.ascontiguousarray(r.boxes, dtype="<f8").tobytes())  # [K, 4]
+        h.update(np.ascontiguousarray(r.category_ids, dtype="<i8").tobytes())  # [K]
+        for m in r.masks:
+            h.update(_mask_bytes(m))
+    return h.hexdigest()

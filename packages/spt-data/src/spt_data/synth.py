@@ -7,10 +7,12 @@
     out/annotations/instances_train.json             COCO instances (bbox + compressed RLE)
     out/synth_train.json                             generation parameters
 
-A split is written into a temporary folder inside ``out`` and moved into place when complete: old
-label files first removed, then the old images, then the new images moved in, the label files
-last. An interrupted run leaves the old split, or images without label files, never label files
-beside images they do not describe. A split that exists is replaced only with ``overwrite=True``.
+A split is written into a temporary folder inside ``out`` (``.synth-<split>.<pid>.<random>``) and
+moved into place when complete: old label files first removed, then the old images, then the new
+images moved in, the label files last. An interrupted run leaves the old split, or images without
+label files, never label files beside images they do not describe; a killed run's temporary folder
+is removed by the next run of that split (logged, :func:`remove_leftovers`), unless its process
+still runs. A split that exists is replaced only with ``overwrite=True``.
 
 Image ``i`` of a split is a function of ``(seed, split, i)`` only (``SeedSequence([seed, crc32(split),
 i])``), so the same seed gives byte-identical files, a different seed different ones, and train/val
@@ -20,9 +22,11 @@ use Scalabel's inclusive corners, in the COCO file ``[x, y, w, h]``; both reader
 
 from __future__ import annotations
 
+import glob
 import io as _io
 import logging
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -38,7 +42,15 @@ from .io import atomic_write_json
 from .records import Record, rle_from_bitmap
 from .scene import render_scene, sample_layout
 
-__all__ = ["DEFAULT_SIZE", "existing_split", "generate", "layout_records", "render_image", "scene_records"]
+__all__ = [
+    "DEFAULT_SIZE",
+    "existing_split",
+    "generate",
+    "layout_records",
+    "remove_leftovers",
+    "render_image",
+    "scene_records",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -140,6 +152,34 @@ def existing_split(out: str | Path, split: str) -> list[Path]:
     return [p for p in _split_paths(Path(out), split).values() if p.exists()]
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_leftovers(out: Path, split: str) -> list[Path]:
+    """Remove the temporary folders of split ``split`` that killed runs left in ``out`` (each logged);
+    a folder whose process still runs is named and left. -> the removed folders."""
+    prefix, removed = f".synth-{split}.", []
+    for path in sorted(out.glob(f"{glob.escape(prefix)}*")):
+        m = re.fullmatch(r"(?:(\d+)\.)?[a-z0-9_]+", path.name[len(prefix) :])
+        if m is None or not path.is_dir():
+            continue
+        pid = int(m.group(1)) if m.group(1) else None
+        if pid is not None and pid != os.getpid() and _running(pid):
+            _log.warning("%s: temporary folder of synth process %d, still running; left in place", path, pid)
+            continue
+        shutil.rmtree(path)
+        _log.warning("removed %s: temporary folder of an interrupted synth run", path)
+        removed.append(path)
+    return removed
+
+
 def _move_into_place(new: dict[str, Path], dest: dict[str, Path]) -> None:
     """Replace the split at ``dest`` by the complete one at ``new`` (order: module doc)."""
     for key in ("meta", "coco", "bdd"):
@@ -177,7 +217,8 @@ def generate(
     if held and not overwrite:
         raise FileExistsError(f"{out} already holds split {split!r} ({held[0]}); pass overwrite=True")
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".synth-{split}.", dir=out))
+    remove_leftovers(out, split)
+    tmp = Path(tempfile.mkdtemp(prefix=f".synth-{split}.{os.getpid()}.", dir=out))
     try:
         n_inst = _write_split(
             _split_paths(tmp, split), num_images, seed, split, (width, height), progress, min_size

@@ -7,6 +7,11 @@ Every image is resized to the frame spt-data's ``resize_policy`` gives (``short`
 stored selection labels are the labels of the image the model sees. Horizontal flips use spt-data's
 ``hflip_grid`` for the labels. The detector pads the batch; the dataset never pads.
 
+A label file must have been made from the dataset's records (spt-data's fingerprint of their
+content, image sizes included: ``labels_source_problem``); a file written before labels kept it is
+used with a warning. With ``on_error="skip"`` a batch whose every image was skipped stops with a
+:class:`DataError` naming the records file (an empty batch cannot train a detector).
+
 Training targets leave out crowd and ignore instances (torchvision's heads cannot use them; they
 stay in the selection labels and in evaluation); the count is logged once per dataset.
 """
@@ -24,12 +29,22 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from spt_data import DataError, Frame, hflip_grid, read_labels, read_records, resize_policy
+from spt_data import (
+    DataError,
+    Frame,
+    hflip_grid,
+    labels_source_problem,
+    read_labels,
+    read_records,
+    resize_policy,
+)
 from spt_data.records import Record
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ClassificationDataset", "DetectionDataset", "ImageError", "collate", "collate_padded"]
+
+_warned_unbound: set[str] = set()  # label files without a records fingerprint, warned about once
 
 
 class ImageError(DataError):
@@ -71,6 +86,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.short, self.long, self.pad_to = short, long, pad_to
         self.flip, self.masks, self.on_error, self.seed = flip, masks, on_error, seed
         self.epoch, self.skipped = 0, 0
+        self.last_skip = ""  # the message of the last skipped image
         self.labels = read_labels(labels) if labels is not None else None
         self.strides: tuple[int, ...] = ()
         if self.labels is not None:
@@ -110,6 +126,20 @@ class DetectionDataset(torch.utils.data.Dataset):
             image, target = hflip(image, target, frame)
         return image, target
 
+    def __getitems__(self, indices: list[int]) -> list[tuple[Tensor, dict[str, Any]] | None]:
+        """The items of a batch (the DataLoader's batched fetch); DataError if every one was skipped."""
+        items, first = [], ""
+        for i in indices:
+            items.append(self[i])
+            if items[-1] is None and not first:
+                first = self.last_skip
+        if indices and all(item is None for item in items):
+            raise DataError(
+                f"{self.path}: all {len(items)} images of a batch were skipped (on_error: skip), "
+                f"the batch is empty; the first: {first}"
+            )
+        return items
+
     def _load(self, record: Record, frame: Frame) -> Tensor | None:
         """The resized image [3, out_h, out_w] float in [0, 1]; a bad file raises or, with
         ``on_error="skip"``, is logged, counted and returns None."""
@@ -127,7 +157,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             err = ImageError(f"{path}: image {record.image_id!r} (record {record.source_index}): {e}")
             if self.on_error == "raise":
                 raise err from None
-            self.skipped += 1
+            self.skipped, self.last_skip = self.skipped + 1, str(err)
             log.warning("skipped image: %s", err)
             return None
         return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)  # [3, h, w]
@@ -155,6 +185,18 @@ class DetectionDataset(torch.utils.data.Dataset):
             raise DataError(
                 f"{path}: labels were made for frame {got}, the dataset resizes to {want}; "
                 "make the labels with the same --short/--long/--pad-to"
+            )
+        problem = labels_source_problem(self.labels, self.records, self.path)
+        if problem:
+            raise DataError(problem)
+        if self.labels.records_fingerprint is None and str(path) not in _warned_unbound:
+            _warned_unbound.add(str(path))
+            log.warning(
+                "%s: labels of an older spt-data keep no fingerprint of their records, so they are not "
+                "checked against %s; remake them with spt-data labels --records %s to check",
+                path,
+                self.path,
+                self.path,
             )
         self.strides = tuple(params.get("strides", (8, 16, 32)))
         have = set(self.labels.keys())
