@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from spt_models import SPTBackbone, count_params, create_detector, list_models
-from spt_models.detection import batch_select_labels
+from spt_models.detection import HEADS, batch_select_labels, check_detector_options, detector_options
+from spt_models.registry import UnknownOptionError
 
 MULTI_SCALE = [n for n in list_models() if n != "vit_s16"]
 SIZES = [(256, 320), (200, 288)]  # image 1 is padded inside the batch (valid smaller than the batch)
@@ -230,3 +231,52 @@ def test_fpn_width_and_anchor_sizes_are_options():
         ValueError, match=r"anchor_sizes needs one size per FPN level P2-P6 \(5\), got \[8, 16\]"
     ):
         create_detector("swin_t", "faster_rcnn", 11, anchor_sizes=(8, 16))
+
+
+@pytest.mark.parametrize(
+    ("head", "option", "message"),
+    [
+        (
+            "faster_rcnn",
+            "fpn_chanels",
+            "faster_rcnn: unknown option 'fpn_chanels' (did you mean 'fpn_channels'?)",
+        ),
+        (
+            "mask_rcnn",
+            "anchor_size",
+            "mask_rcnn: unknown option 'anchor_size' (did you mean 'anchor_sizes'?)",
+        ),
+        (
+            "faster_rcnn",
+            "box_batch_size_per_imag",
+            "faster_rcnn: unknown option 'box_batch_size_per_imag' (did you mean 'box_batch_size_per_image'?)",
+        ),
+        (  # torchvision's name; the cascade's heads take their own
+            "cascade_mask_rcnn",
+            "box_score_thresh",
+            "cascade_mask_rcnn: unknown option 'box_score_thresh' (did you mean 'score_thresh'?)",
+        ),
+    ],
+)
+def test_an_unknown_detector_option_is_refused_with_did_you_mean(head, option, message):
+    """torchvision's ``**kwargs`` would swallow a misspelt option and build another model."""
+    with pytest.raises(UnknownOptionError) as err:
+        create_detector("swin_t", head, 3, **{option: 8})
+    assert str(err.value) == message and err.value.option == option
+    assert isinstance(err.value, TypeError) and isinstance(err.value, ValueError)
+    with pytest.raises(UnknownOptionError, match="did you mean"):
+        check_detector_options(head, [option])
+
+
+def test_every_listed_detector_option_is_taken():
+    """``detector_options`` is what the builders accept: each torchvision option name reaches them."""
+    for head in HEADS:
+        options = detector_options(head)
+        assert {"fpn_channels", "anchor_sizes", "loss_weights"} <= set(options)
+        assert not set(options) & {"min_size", "max_size", "num_classes", "backbone", "self"}
+    assert "box_batch_size_per_image" in detector_options("faster_rcnn")
+    assert "mask_head" in detector_options("mask_rcnn") and "mask_head" not in detector_options("faster_rcnn")
+    assert "batch_size_per_image" in detector_options("cascade_mask_rcnn")
+    assert "box_batch_size_per_image" not in detector_options("cascade_mask_rcnn")
+    with torch.device("meta"):
+        create_detector("swin_t", "faster_rcnn", 3, box_detections_per_img=7, rpn_nms_thresh=0.6)

@@ -38,5 +38,12 @@ def test_overrides_replace_config_fields_and_unknown_fields_raise():
     model = create_model("spt_t", depths=(1, 1, 2, 1), extra_blocks=1, window=4)
     assert isinstance(model, SPTBackbone)
     assert len(model.features[5]) == 3 and model.features[5][0].window_size == 4
-    with pytest.raises(ValueError, match=r"SwinConfig has no field\(s\) \['backend'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"^SwinConfig: unknown option 'backend'; known: depths, drop_path, embed_dim, heads, mlp_ratio, patch_size, window$",
+    ):
         create_model("swin_t", backend="reference")
+    with pytest.raises(
+        TypeError, match=r"^SwinConfig: unknown option 'embed_dm' \(did you mean 'embed_dim'\?\)$"
+    ):
+        create_model("swin_t", embed_dm=8)

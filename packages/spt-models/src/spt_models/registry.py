@@ -7,13 +7,31 @@ Builders are small functions ``builder(**overrides) -> nn.Module`` registered wi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from torch import nn
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest of ``known``, or ``; known: a, b, ...``."""
+    known = sorted(known)
+    near = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(known)}"
+
+
+class UnknownOptionError(TypeError, ValueError):
+    """A keyword option a builder does not take: a ``TypeError`` as Python's own for an unexpected
+    keyword, and a ``ValueError`` as the builders' other errors. ``option`` is the unknown name,
+    ``known`` the options taken (sorted)."""
+
+    def __init__(self, owner: str, option: str, known: Iterable[str]) -> None:
+        self.owner, self.option, self.known = owner, option, sorted(known)
+        super().__init__(f"{owner}: unknown option {option!r}{did_you_mean(option, self.known)}")
 
 
 class Registry:
@@ -83,12 +101,12 @@ Config = TypeVar("Config")
 def with_overrides(config: Config, **overrides) -> Config:
     """A copy of the frozen dataclass ``config`` with some fields replaced.
 
-    Raises ValueError naming an unknown field and the known ones.
+    Raises :class:`UnknownOptionError` naming the first unknown field and the closest known one.
     """
     known = [f.name for f in dataclasses.fields(config)]
-    unknown = sorted(set(overrides) - set(known))
-    if unknown:
-        raise ValueError(f"{type(config).__name__} has no field(s) {unknown}; fields: {', '.join(known)}")
+    for name in overrides:
+        if name not in known:
+            raise UnknownOptionError(type(config).__name__, name, known)
     return dataclasses.replace(config, **overrides)
 
 

@@ -1,16 +1,21 @@
 """Run configuration: YAML checked against a schema (dataclasses) before anything runs.
 
-An unknown or misspelt key, a wrong type, a value out of range or a missing file stops with a
-:class:`ConfigError` naming the file and the key (``run.yaml: train.lr: expected a number, got
-'fast'``). The resolved config (defaults filled in) is saved beside the outputs.
+An unknown or misspelt key (in the nested ``model.backbone`` and ``model.detector`` too), a wrong
+type, a value out of range or a missing file stops with a :class:`ConfigError` naming the file and
+the key (``run.yaml: train.lr: expected a number, got 'fast'``, ``run.yaml: train.clip_grad: must be
+> 0 or null, got -1``). The resolved config (defaults filled in) is saved beside the outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
+import math
+import re
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -93,13 +98,14 @@ class RunConfig:
     out_dir: str
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    device: str = "auto"  # auto: CUDA if present
+    device: str = "auto"  # auto: CUDA if present; cpu, cuda, cuda:N, mps
 
 
-POSITIVE = {"epochs", "batch_size", "lr", "pad_to", "log_steps", "short", "long", "max_steps"}
+POSITIVE = {"epochs", "batch_size", "lr", "pad_to", "log_steps", "short", "long", "max_steps", "clip_grad"}
 NON_NEGATIVE = {"warmup_steps", "num_workers", "checkpoint_steps", "weight_decay", "select_weight", "seed"}
 UNIT = {"flip", "warmup_factor", "gamma"}
 PATHS = {"records", "labels", "images", "weights"}
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -133,9 +139,7 @@ def build(cls: type, data: Any, file: str, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:
-            near = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(fields)}"
-            raise ConfigError(f"{file}: {where}{key}: unknown key{hint}")
+            raise unknown_key(file, where, str(key), fields)
     kwargs = {}
     for name, f in fields.items():
         key = f"{where}{name}"
@@ -144,8 +148,16 @@ def build(cls: type, data: Any, file: str, where: str) -> Any:
                 raise ConfigError(f"{file}: {key}: missing (required)")
             continue
         kwargs[name] = convert(hints[name], data[name], file, key)
-        check_range(name, data[name], file, key)
+        check_range(name, data[name], file, key, nullable=type(None) in typing.get_args(hints[name]))
     return cls(**kwargs)
+
+
+def unknown_key(file: str | Path, where: str, key: str, known: Iterable[str]) -> ConfigError:
+    """``file: where.key: unknown key (did you mean 'x'?)``, or the known keys when none is close."""
+    known = list(known)
+    near = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(known)}"
+    return ConfigError(f"{file}: {where}{key}: unknown key{hint}")
 
 
 def convert(tp: Any, value: Any, file: str, key: str) -> Any:
@@ -190,6 +202,8 @@ def convert(tp: Any, value: Any, file: str, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{file}: {key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{file}: {key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -200,15 +214,28 @@ def convert(tp: Any, value: Any, file: str, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp}")  # a bug in the schema, not in the user's file
 
 
-def check_range(name: str, value: Any, file: str, key: str) -> None:
-    if value is None or isinstance(value, (str, dict, tuple)) or dataclasses.is_dataclass(value):
+def check_range(name: str, value: Any, file: str, key: str, nullable: bool = False) -> None:
+    """The setting ``name`` (``value`` as written, its type already checked) within its range."""
+    if value is None:
         return
+    if name == "device" and not DEVICE.fullmatch(value):
+        raise ConfigError(f"{file}: {key}: must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    if name == "milestones":
+        if not all(0 < m <= 1 for m in value):
+            raise ConfigError(f"{file}: {key}: must be fractions of all steps in (0, 1], got {list(value)}")
+        if any(a >= b for a, b in itertools.pairwise(value)):
+            raise ConfigError(f"{file}: {key}: must be strictly increasing, got {list(value)}")
+    if name == "betas" and not all(0 <= b < 1 for b in value):
+        raise ConfigError(f"{file}: {key}: must be in [0, 1), got {list(value)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    null = " or null" if nullable else ""
     if name in POSITIVE and not value > 0:
-        raise ConfigError(f"{file}: {key}: should be > 0, got {value}")
+        raise ConfigError(f"{file}: {key}: must be > 0{null}, got {value}")
     if name in NON_NEGATIVE and not value >= 0:
-        raise ConfigError(f"{file}: {key}: should be >= 0, got {value}")
+        raise ConfigError(f"{file}: {key}: must be >= 0{null}, got {value}")
     if name in UNIT and not 0 <= value <= 1:
-        raise ConfigError(f"{file}: {key}: should be in [0, 1], got {value}")
+        raise ConfigError(f"{file}: {key}: must be in [0, 1]{null}, got {value}")
 
 
 def check_paths(config: RunConfig, file: Path) -> None:
@@ -226,13 +253,15 @@ def check_paths(config: RunConfig, file: Path) -> None:
 
 
 def check_model(config: RunConfig, file: Path) -> None:
-    """The model, its backbone overrides, the head and ``gt_select`` fit together. The backbone is
-    built on the meta device (no memory, no weights), so a bad override stops here, and a classifier
-    learns whether it can take ground-truth selection: ``vit_s16``, or an SPT built with
-    ``selection="given"`` (which needs it)."""
+    """The model, its backbone overrides, the detector options, the head and ``gt_select`` fit
+    together. The backbone is built on the meta device (no memory, no weights), so a bad override
+    stops here, the detector's option names are checked without building it, and a classifier learns
+    whether it can take ground-truth selection: ``vit_s16``, or an SPT built with ``selection="given"``
+    (which needs it)."""
     import torch
 
     from spt_models import SPTBackbone, VisionTransformer, create_model, list_models
+    from spt_models.registry import UnknownOptionError
 
     m = config.model
     if m.name not in list_models():
@@ -240,9 +269,12 @@ def check_model(config: RunConfig, file: Path) -> None:
     try:
         with torch.device("meta"):
             backbone = create_model(m.name, **m.backbone)
+    except UnknownOptionError as e:
+        raise unknown_key(file, "model.backbone.", e.option, e.known) from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{file}: model.backbone: {e}") from None
     if m.head != "classifier":
+        check_detector(m, file)
         if m.gt_select:
             raise ConfigError(
                 f"{file}: model.gt_select: ground-truth selection is for head 'classifier', got head {m.head!r}"
@@ -270,6 +302,22 @@ def check_model(config: RunConfig, file: Path) -> None:
                 raise ConfigError(
                     f"{file}: {where}.labels: gt_select needs selection labels (spt-data labels)"
                 )
+
+
+def check_detector(m: ModelConfig, file: Path) -> None:
+    """``model.detector``'s option names are ones the head takes (``spt_models.detection.detector_options``):
+    torchvision's ``**kwargs`` would swallow a misspelt one and build another model."""
+    from spt_models.detection import check_detector_options
+    from spt_models.registry import UnknownOptionError
+
+    if "loss_weights" in m.detector:
+        raise ConfigError(f"{file}: model.detector.loss_weights: set by model.select_weight")
+    try:
+        check_detector_options(m.head, m.detector)
+    except UnknownOptionError as e:
+        raise unknown_key(file, "model.detector.", e.option, e.known) from None
+    except ValueError as e:
+        raise ConfigError(f"{file}: model.detector: {e}") from None
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

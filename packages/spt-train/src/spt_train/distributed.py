@@ -31,15 +31,19 @@ def init_distributed(device_kind: str) -> Dist:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA (this process's GPU) if present, else CPU; or ``cpu`` / ``cuda`` / ``cuda:N``."""
+    """``auto``: CUDA (this process's GPU) if present, else CPU; or ``cpu`` / ``cuda`` / ``cuda:N`` / ``mps``."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ValueError(f"device {name!r} was asked for, but this machine has no CUDA device")
         return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' was asked for, but this machine has no MPS device")
+        return torch.device("mps")
     if name != "cpu":
-        raise ValueError(f"device should be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     return torch.device("cpu")
 
 

@@ -2,7 +2,7 @@
 and Cascade Mask R-CNN, through an FPN, with the selection labels and image extents handed to the
 backbone (:class:`SelectRCNN`)."""
 
-from .build import HEADS, build_detector, create_detector
+from .build import HEADS, build_detector, check_detector_options, create_detector, detector_options
 from .fpn import BackboneWithFPN
 from .rcnn import NoResizeTransform, SelectRCNN, batch_select_labels
 
@@ -13,5 +13,7 @@ __all__ = [
     "SelectRCNN",
     "batch_select_labels",
     "build_detector",
+    "check_detector_options",
     "create_detector",
+    "detector_options",
 ]

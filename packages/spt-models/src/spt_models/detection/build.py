@@ -8,18 +8,61 @@ torchvision (COCO: 91).
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from ..backbone import Backbone
-from ..registry import create_model
+from ..registry import UnknownOptionError, create_model
 from .fpn import BackboneWithFPN
 from .rcnn import IMAGENET_MEAN, IMAGENET_STD, NoResizeTransform, SelectRCNN
 
 HEADS = ("faster_rcnn", "mask_rcnn", "cascade_mask_rcnn")
 RESIZE_KEYS = ("min_size", "max_size", "fixed_size", "_skip_resize")
+OWN_OPTIONS = ("loss_weights", "fpn_channels", "anchor_sizes", "image_mean", "image_std")
+
+
+def keyword_names(fn: Callable[..., Any]) -> set[str]:
+    """The parameters of ``fn`` that can be passed by keyword (not ``*args`` / ``**kwargs``)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds}
+
+
+def detector_options(head: str) -> list[str]:
+    """The keyword options :func:`build_detector` takes for ``head``, sorted: its own
+    (``fpn_channels``, ...), then torchvision's ``FasterRCNN`` / ``MaskRCNN`` options (``rpn_*``,
+    ``box_*``, ``mask_*``) or, for ``cascade_mask_rcnn``, the ``rpn_*`` options and
+    :class:`~spt_models.detection.cascade.CascadeRoIHeads`' own."""
+    if head not in HEADS:
+        raise ValueError(f"head should be one of {HEADS}, got {head!r}")
+    rpn = {k for k in keyword_names(FasterRCNN.__init__) if k.startswith("rpn_")}
+    if head == "cascade_mask_rcnn":
+        from .cascade import CascadeRoIHeads
+
+        options = rpn | (keyword_names(CascadeRoIHeads.__init__) - {"num_classes", "out_channels"})
+    else:
+        options = keyword_names((MaskRCNN if head == "mask_rcnn" else FasterRCNN).__init__)
+        options -= {"backbone", "num_classes"}
+    return sorted((options | set(OWN_OPTIONS)) - {"self", *RESIZE_KEYS})
+
+
+def check_detector_options(head: str, options: Iterable[str]) -> None:
+    """Refuse option names :func:`build_detector` does not take for ``head`` (torchvision's
+    ``**kwargs`` would swallow them silently) without building anything: a ValueError for the resize
+    options, :class:`~spt_models.registry.UnknownOptionError` (did you mean ...) for an unknown one."""
+    options = list(options)
+    known = detector_options(head)
+    resize = sorted(set(options) & set(RESIZE_KEYS))
+    if resize:
+        raise ValueError(
+            f"{resize}: the detector does not resize; resize in the dataset (spt-data resize_policy)"
+        )
+    for name in options:
+        if name not in known:
+            raise UnknownOptionError(head, name, known)
 
 
 def build_detector(
@@ -38,19 +81,15 @@ def build_detector(
 
     loss_weights: weights of the backbone's auxiliary losses (default ``{"loss_select": 0.01}``, the
     paper's alpha). fpn_channels: the FPN's width (paper: 256; smaller for CPU demos). anchor_sizes:
-    one anchor size per FPN level P2-P6 (torchvision: 32, 64, 128, 256, 512), aspect ratios 0.5, 1, 2. kwargs: torchvision's ``FasterRCNN`` / ``MaskRCNN`` options (``rpn_*``, ``box_*``);
-    for ``cascade_mask_rcnn`` the ``rpn_*`` options go to the RPN and the others to
-    :class:`~spt_models.detection.cascade.CascadeRoIHeads`.
+    one anchor size per FPN level P2-P6 (torchvision: 32, 64, 128, 256, 512), aspect ratios 0.5, 1, 2.
+    kwargs: torchvision's ``FasterRCNN`` / ``MaskRCNN`` options (``rpn_*``, ``box_*``); for
+    ``cascade_mask_rcnn`` the ``rpn_*`` options go to the RPN and the others to
+    :class:`~spt_models.detection.cascade.CascadeRoIHeads`. An unknown option raises
+    :class:`~spt_models.registry.UnknownOptionError` (see :func:`detector_options`).
     """
-    if head not in HEADS:
-        raise ValueError(f"head should be one of {HEADS}, got {head!r}")
+    check_detector_options(head, kwargs)
     if num_classes < 2:
         raise ValueError(f"num_classes counts the background and should be >= 2, got {num_classes}")
-    resize = sorted(set(kwargs) & set(RESIZE_KEYS))
-    if resize:
-        raise ValueError(
-            f"{resize}: the detector does not resize; resize in the dataset (spt-data resize_policy)"
-        )
     body = BackboneWithFPN(backbone, fpn_channels)
     if anchor_sizes is not None:
         if len(anchor_sizes) != 5:
@@ -80,7 +119,9 @@ def create_detector(
     **kwargs: Any,
 ) -> SelectRCNN:
     """``build_detector(create_model(name, **backbone_kwargs), head, num_classes, **kwargs)``, e.g.
-    ``create_detector("spt_t", head="mask_rcnn", num_classes=11)``."""
+    ``create_detector("spt_t", head="mask_rcnn", num_classes=11)``. An option it does not take
+    (:func:`detector_options`) raises before anything is built."""
+    check_detector_options(head, kwargs)
     backbone = create_model(name, **(backbone_kwargs or {}))
     if not isinstance(backbone, Backbone):
         raise ValueError(f"{name!r} is a single-scale model; detectors need a multi-scale backbone")
