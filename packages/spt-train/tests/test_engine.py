@@ -63,12 +63,16 @@ def test_parameter_groups_and_schedule(write_config):
 
     config = load_config(write_config())
     model = build_model(config, 11)
-    decay, no_decay = parameter_groups(model, 0.05)
+    decay, no_decay = parameter_groups(model, 0.05, 1e-3)
     names = {id(p): n for n, p in model.named_parameters()}
     nd = [names[id(p)] for p in no_decay["params"]]
     assert any("relative_position_bias_table" in n for n in nd) and any(".gate.proj.weight" in n for n in nd)
     assert all(names[id(p)].endswith("weight") for p in decay["params"])
     assert not any("norm" in names[id(p)] or "gate" in names[id(p)] for p in decay["params"])
+    *_, gates = parameter_groups(model, 0.05, 1e-3, gate_lr_scale=10)  # a third group for the gates
+    assert gates["lr"] == pytest.approx(1e-2) and gates["weight_decay"] == 0.0
+    assert {names[id(p)] for p in gates["params"]} == {n for n in names.values() if "gate" in n}
+    assert any(".gate.proj." in names[id(p)] for p in gates["params"]) and len(gates["params"]) > 4
     factors = [lr_factor(s, 100, config) for s in (0, 1, 2, 74, 75, 92, 99)]
     assert factors[0] == pytest.approx(0.001) and factors[2] == 1.0 and factors[3] == 1.0
     assert factors[4] == pytest.approx(0.1) and factors[6] == pytest.approx(0.01)

@@ -125,7 +125,8 @@ def read_resume(path: Path) -> dict[str, Any]:
 def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> None:
     """A checkpoint resumes only the run it came from: same model and same training data/schedule."""
     now = to_dict(config)
-    saved = {**saved, "model": saved_model(saved["model"])}
+    defaults = to_dict(RunConfig(data=None, out_dir=""))["train"]  # keys added since it was written
+    saved = {**saved, "model": saved_model(saved["model"]), "train": {**defaults, **saved["train"]}}
     for section in ("model", "data", "train"):
         for key in sorted(set(saved[section]) | set(now[section])):
             if key in ("epochs", "max_steps", "log_steps", "num_workers", "checkpoint_steps"):

@@ -73,6 +73,7 @@ class TrainConfig:
     epochs: int = 12
     batch_size: int = 2  # images per process and step
     lr: float = 1e-4  # AdamW, the Swin detection recipe
+    gate_lr_scale: float = 1.0  # lr multiplier of the selection gates (1: one lr for all)
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 500  # linear warm-up from warmup_factor * lr
@@ -101,7 +102,18 @@ class RunConfig:
     device: str = "auto"  # auto: CUDA if present; cpu, cuda, cuda:N, mps
 
 
-POSITIVE = {"epochs", "batch_size", "lr", "pad_to", "log_steps", "short", "long", "max_steps", "clip_grad"}
+POSITIVE = {
+    "epochs",
+    "batch_size",
+    "lr",
+    "gate_lr_scale",
+    "pad_to",
+    "log_steps",
+    "short",
+    "long",
+    "max_steps",
+    "clip_grad",
+}
 NON_NEGATIVE = {"warmup_steps", "num_workers", "checkpoint_steps", "weight_decay", "select_weight", "seed"}
 UNIT = {"flip", "warmup_factor", "gamma"}
 PATHS = {"records", "labels", "images", "weights"}

@@ -48,15 +48,32 @@ log = logging.getLogger(__name__)
 NO_DECAY_NAMES = ("relative_position_bias_table", "gate", "pos_embed", "cls_token")
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def parameter_groups(
+    model: nn.Module, weight_decay: float, lr: float, gate_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
     """Swin detection groups: no weight decay on norms, biases (every 1-D tensor), relative-position
-    tables and the selection gates; ``weight_decay`` on the rest."""
-    decay, no_decay = [], []
+    tables and the selection gates; ``weight_decay`` on the rest. With ``gate_lr_scale != 1`` the
+    selection gates (and their norm) form a third group at ``lr * gate_lr_scale``."""
+    decay, no_decay, gates = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or any(k in name for k in NO_DECAY_NAMES) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if gate_lr_scale != 1 and is_gate(name):
+            gates.append(p)
+        else:
+            (no_decay if p.ndim <= 1 or any(k in name for k in NO_DECAY_NAMES) else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lr": lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+    ]
+    if gates:
+        groups.append({"params": gates, "weight_decay": 0.0, "lr": lr * gate_lr_scale})
+    return groups
+
+
+def is_gate(name: str) -> bool:
+    """A parameter of a selection gate (eq. 11) or of the norm before the first one."""
+    return ".gate." in f".{name}" or ".gate_norm." in f".{name}"
 
 
 def lr_factor(step: int, total: int, config: RunConfig) -> float:
@@ -202,7 +219,8 @@ def train(config: RunConfig, d: Dist, device: torch.device, resume: bool, stop_a
 
     train_set = make_dataset(config, "train")
     model = build_model(config, train_set.num_classes).to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr, betas=t.betas)
+    groups = parameter_groups(model, t.weight_decay, t.lr, t.gate_lr_scale)
+    optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=t.betas)
     sampler = ResumableBatchSampler(
         len(train_set), t.batch_size, shuffle=True, seed=t.seed, rank=d.rank, world=d.world
     )

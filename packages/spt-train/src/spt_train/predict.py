@@ -29,7 +29,7 @@ from spt_models import VisionTransformer, count_macs
 from spt_models.detection import batch_select_labels
 from spt_models.masks import fit_grid, token_valid
 
-from .checkpoint import load_weights, read_checkpoint, saved_model
+from .checkpoint import RunError, load_weights, read_checkpoint, saved_model
 from .config import RunConfig, to_dict
 from .data import DetectionDataset, collate, collate_padded
 from .distributed import pick_device
@@ -107,19 +107,44 @@ def _rles(det: dict[str, torch.Tensor], record: Any) -> list[dict]:
 
 
 def load_model(config: RunConfig, checkpoint: str | Path, num_classes: int, device: torch.device) -> Any:
-    """The run's model with the checkpoint's weights, in eval mode on ``device``; a checkpoint of
-    another model (another ``model`` config) is refused, naming the key."""
-    model = build_model(config, num_classes)
+    """The model the config builds with the checkpoint's weights, in eval mode on ``device``.
+
+    The config may differ from the checkpoint's in keys that leave every weight's shape alone
+    (inference settings: ``model.backbone.threshold``, ``tau``, a fixed model's ``keep_ratio``):
+    the model is evaluated at the config's setting. A key that changes the weights is refused,
+    naming it."""
     state = read_checkpoint(checkpoint)
-    saved, now = state.get("config", {}).get("model"), to_dict(config)["model"]
-    if saved is not None and saved_model(saved) != now:
-        saved = saved_model(saved)
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise ValueError(
-            f"{checkpoint}: checkpoint of another model: model.{diff[0]} differs from the config"
-        )
-    load_weights(model, state["model"], checkpoint)
+    changes = model_changes(state, config)
+    model = build_model(config, num_classes)
+    try:
+        load_weights(model, state["model"], checkpoint)
+    except RunError as e:
+        if not changes:
+            raise
+        raise RunError(
+            f"{checkpoint}: checkpoint of another model: {next(iter(changes))} differs from the config "
+            f"and changes the weights ({str(e).split(': ', 2)[-1]})"
+        ) from None
+    for key, (trained, now) in changes.items():
+        log.info("%s: evaluated at %s=%r (trained at %r)", checkpoint, key, now, trained)
     return model.to(device).eval()
+
+
+def model_changes(state: dict[str, Any], config: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted ``model.*`` keys whose value differs between a checkpoint's config and ``config`` ->
+    (the checkpoint's value, the config's), in key order."""
+    saved, now = saved_model(state.get("config", {}).get("model", {})), to_dict(config)["model"]
+
+    def diff(a: Any, b: Any, where: str) -> dict[str, tuple[Any, Any]]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {
+                k: v
+                for key in sorted(set(a) | set(b))
+                for k, v in diff(a.get(key), b.get(key), f"{where}.{key}").items()
+            }
+        return {} if a == b else {where: (a, b)}
+
+    return diff(saved, now, "model") if "config" in state else {}
 
 
 @torch.no_grad()
@@ -247,6 +272,8 @@ def evaluate_checkpoint(
         metrics["selection"] = json_safe(selection)
         metrics["select_ratio"] = mean_select_ratio(metrics["selection"])
     metrics["checkpoint"] = str(checkpoint)
+    changes = model_changes(read_checkpoint(checkpoint), config)
+    metrics["evaluated_at"] = {key: now for key, (_, now) in changes.items()}  # settings not trained at
     metrics["config"] = to_dict(config)
     metrics["commit"] = git_commit()
     atomic_write_text(out, json.dumps(metrics, indent=1))
