@@ -1,7 +1,11 @@
 # Helpers of the rules: paths, the run configs' --set overrides, the targets. No rule here.
+import difflib
 import os
 import re
 import shlex
+from pathlib import Path
+
+import yaml
 
 PROFILE = config["profile"]
 DATA = f"data/{PROFILE}"
@@ -95,12 +99,58 @@ def run_spec(run):
     return {"model": model, "train": train, "device": config["device"]}
 
 
+def unknown(where, kind, name, known):
+    """The error for a name that is not one of ``known``, with a did-you-mean as spt-train's."""
+    near = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else f"; known: {', '.join(sorted(known))}"
+    return ValueError(f"config {where}: unknown {kind} {name!r}{hint}")
+
+
+def check_names():
+    """The device, and every dataset and run that a dataset, run, table or figure names, checked
+    when the workflow loads (else a KeyError or a missing input while planning, or a failure after
+    data prep)."""
+    device = config["device"]
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise ValueError(f"config device: must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    datasets, runs = list(config["datasets"]), list(config["runs"])
+    for name in SUBSETS:
+        if dataset(name)["subset_of"] not in datasets:
+            raise unknown(f"datasets.{name}: subset_of", "dataset", dataset(name)["subset_of"], datasets)
+    for name, r in config["runs"].items():
+        if r["dataset"] not in datasets:
+            raise unknown(f"runs.{name}: dataset", "dataset", r["dataset"], datasets)
+    for name, table in config["tables"].items():
+        for i, row in enumerate(table["rows"]):
+            where = f"tables.{name}: rows[{i}]"
+            if "run" in row and row["run"] not in runs:
+                raise unknown(f"{where}.run", "run", row["run"], runs)
+            for key, run in row.get("also", {}).items():
+                if run not in runs:
+                    raise unknown(f"{where}.also.{key}", "run", run, runs)
+    for name, figure in config["figures"].items():
+        key = "runs" if "runs" in figure else "run"  # fig5 shows one run
+        for run in figure["runs"] if key == "runs" else [figure["run"]]:
+            if run not in runs:
+                raise unknown(f"figures.{name}: {key}", "run", run, runs)
+        if "names" in figure and len(figure["names"]) != len(figure["runs"]):
+            raise ValueError(
+                f"config figures.{name}: {len(figure['names'])} names for {len(figure['runs'])} runs"
+            )
+
+
 def check_runs():
     """Every run's model and schedule as spt-train will see them (the backbone built on the meta
-    device), and each figure's names against its runs, checked when the workflow loads: a bad
-    value stops Snakemake before any job."""
+    device), and every model a table benchmarks, checked when the workflow loads: a bad value stops
+    Snakemake before any job."""
+    from spt_models import list_models
     from spt_train.config import ConfigError, RunConfig, build, check_model
 
+    models = list_models()
+    for name, table in config["tables"].items():
+        for i, row in enumerate(table["rows"]):
+            if "model" in row and row["model"] not in models:
+                raise unknown(f"tables.{name}: rows[{i}].model", "model", row["model"], models)
     for run in config["runs"]:
         made = "(made by the run)"
         spec = {**run_spec(run), "data": {"train": {"records": made, "labels": made}}, "out_dir": "-"}
@@ -109,11 +159,23 @@ def check_runs():
             check_model(build(RunConfig, spec, where, ""), where)
         except ConfigError as e:
             raise ValueError(str(e)) from None
-    for name, figure in config["figures"].items():
-        if "names" in figure and len(figure["names"]) != len(figure["runs"]):
-            raise ValueError(
-                f"config figures.{name}: {len(figure['names'])} names for {len(figure['runs'])} runs"
-            )
+
+
+def requested(section, name):
+    """config[section][name] of a requested table or figure; one of another profile is an error that
+    names the profile files that have it (Tables 1 and 4 are in the paper profile only)."""
+    if name in config[section]:
+        return config[section][name]
+    ext = "csv" if section == "tables" else "png"
+    root = Path(workflow.basedir)
+    files = sorted((root / "workflows" / "config").glob("*.yaml"))
+    have = [str(f.relative_to(root)) for f in files if name in yaml.safe_load(f.read_text()).get(section, {})]
+    if not have:
+        raise ValueError(f"config {section}.{name}: not in the {PROFILE} profile, nor in workflows/config")
+    raise ValueError(
+        f"config {section}.{name}: not in the {PROFILE} profile; it is in {', '.join(have)}"
+        f" (snakemake --configfile {have[0]} --replace-workflow-config results/{name}.{ext})"
+    )
 
 
 def run_overrides(wildcards, input):
@@ -180,7 +242,7 @@ def row_args(wildcards, input):
 
 
 def table_rows(wildcards):
-    n = len(config["tables"][wildcards.table]["rows"])
+    n = len(requested("tables", wildcards.table)["rows"])
     return [f"{RUNS}/rows/{wildcards.table}/{i}.json" for i in range(n)]
 
 
@@ -194,4 +256,5 @@ def all_targets():
     return tables + figures
 
 
+check_names()
 check_runs()

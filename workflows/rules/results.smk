@@ -49,7 +49,7 @@ rule table:
 
 rule fig6:
     input:
-        lambda w: [f"{RUNS}/{r}/metrics.json" for r in config["figures"]["fig6"]["runs"]],
+        lambda w: [f"{RUNS}/{r}/metrics.json" for r in requested("figures", "fig6")["runs"]],
     output:
         report("results/fig6.png", caption="../report/fig6.rst", category="Figures"),
     params:
@@ -70,8 +70,8 @@ rule fig6:
 
 rule fig5:
     input:
-        config=lambda w: f"{RUNS}/{config['figures']['fig5']['run']}/run.yaml",
-        checkpoint=lambda w: f"{RUNS}/{config['figures']['fig5']['run']}/final.pt",
+        config=lambda w: f"{RUNS}/{requested('figures', 'fig5')['run']}/run.yaml",
+        checkpoint=lambda w: f"{RUNS}/{requested('figures', 'fig5')['run']}/final.pt",
     output:
         report("results/fig5.png", caption="../report/fig5.rst", category="Figures"),
     params:
@@ -93,7 +93,7 @@ rule fig5:
 
 rule fig4:
     input:
-        lambda w: [f"{RUNS}/{r}/metrics.json" for r in config["figures"]["fig4"]["runs"]],
+        lambda w: [f"{RUNS}/{r}/metrics.json" for r in requested("figures", "fig4")["runs"]],
     output:
         report("results/fig4.png", caption="../report/fig4.rst", category="Figures"),
     params:

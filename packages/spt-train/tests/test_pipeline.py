@@ -80,6 +80,30 @@ def test_every_target_plans(profile, tmp_path):
         ),
         (lambda c: c["runs"]["spt_t"].update(gt_select=True), "config runs.spt_t: model.gt_select"),
         (lambda c: c["figures"]["fig6"]["names"].append("x"), "config figures.fig6: 3 names for 2 runs"),
+        (
+            lambda c: c["tables"]["table2"]["rows"][1].update(run="spt_tt"),
+            "config tables.table2: rows[1].run: unknown run 'spt_tt' (did you mean 'spt_t'?)",
+        ),
+        (
+            lambda c: c["tables"]["table2"]["rows"].append({"name": "x", "model": "swin_x"}),
+            "config tables.table2: rows[2].model: unknown model 'swin_x' (did you mean 'swin_t'?)",
+        ),
+        (
+            lambda c: c["figures"]["fig6"].update(runs=["swin_t", "zzz"]),
+            "config figures.fig6: runs: unknown run 'zzz'; known: cls_spt_t, cls_spt_t_gt, spt_t, swin_t",
+        ),
+        (
+            lambda c: c["runs"]["spt_t"].update(dataset="coco"),
+            "config runs.spt_t: dataset: unknown dataset 'coco'; known: bdd, bdd_s",
+        ),
+        (
+            lambda c: c["datasets"]["bdd_s"].update(subset_of="bdx"),
+            "config datasets.bdd_s: subset_of: unknown dataset 'bdx' (did you mean 'bdd'?)",
+        ),
+        (
+            lambda c: c.update(device="tpu"),
+            "config device: must be auto, cpu, cuda, cuda:N or mps, got 'tpu'",
+        ),
     ],
 )
 def test_a_bad_config_stops_before_any_job_naming_the_key(edit, message, tmp_path):
@@ -91,6 +115,31 @@ def test_a_bad_config_stops_before_any_job_naming_the_key(edit, message, tmp_pat
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # no job ran
+
+
+@pytest.mark.parametrize(
+    ("profile", "target", "message"),
+    [
+        (  # Tables 1 and 4 are COCO: the paper profile only
+            "demo",
+            "results/table1.csv",
+            "config tables.table1: not in the demo profile; it is in workflows/config/paper.yaml"
+            " (snakemake --configfile workflows/config/paper.yaml --replace-workflow-config results/table1.csv)",
+        ),
+        (
+            "ci",
+            "results/fig5.png",
+            "config figures.fig5: not in the ci profile; it is in workflows/config/demo.yaml,"
+            " workflows/config/paper.yaml (snakemake --configfile workflows/config/demo.yaml"
+            " --replace-workflow-config results/fig5.png)",
+        ),
+        ("ci", "results/table9.csv", "config tables.table9: not in the ci profile, nor in workflows/config"),
+    ],
+)
+def test_a_target_of_another_profile_names_the_profiles_that_have_it(profile, target, message, tmp_path):
+    result = snakemake(tmp_path, CONFIGS / f"{profile}.yaml", "-n", target)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
 
 
 @pytest.mark.slow
