@@ -114,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", nargs="+", help="row names (default: each file's folder name)")
     p.add_argument("--profile", default="demo", help="the run profile, written in every row")
     p.add_argument("--out", type=Path, required=True, help="CSV to write (atomically)")
-    from . import compose, figures, rows  # the pipeline's commands: config, row, figure
+    from . import compose, export, figures, rows  # the pipeline's commands: config, row, figure, backbone
 
-    for module in (compose, rows, figures):
+    for module in (compose, rows, figures, export):
         module.add_parser(sub, fmt)
     return parser
 
@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"fit": _fit, "eval": _eval, "bench": _bench, "table": _table}
         if args.command not in commands:  # config, row, figure: their module's run(args)
-            from . import compose, figures, rows
+            from . import compose, export, figures, rows
 
-            commands.update(config=compose.run, row=rows.run, figure=figures.run)
+            commands.update(config=compose.run, row=rows.run, figure=figures.run, backbone=export.run)
         return commands[args.command](args)
     except (ConfigError, DataError, RunError, KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) else e
