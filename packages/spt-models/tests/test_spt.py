@@ -137,3 +137,35 @@ def test_backends_agree():
         b, _ = ref(x)
     for key in a:
         assert_close(a[key], b[key], atol=1e-5, rtol=0)
+
+
+def test_spt_t_training_is_bit_identical_with_two_threads():
+    """Issue 18, item 7: two 2-step fits of the demo's SPT-T (embed 32, depths 2-2-2-2, 192x320,
+    batch 4: 20 containers per stage-3 block), same seeds, 2 threads -> bit-identical weights.
+    Before the CPU bias lookup became an ``index_select`` (``spa_core.attention.attention_bias``), the
+    stage-3 bias tables' gradients differed in their last bits on every run, and the fits with them."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, 3, 192, 320, generator=g)
+    valid = torch.tensor([[192, 320], [192, 320], [150, 320], [192, 260]])
+
+    def fit() -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = create_model("spt_t", embed_dim=32, depths=(2, 2, 2, 2), heads=(1, 2, 4, 8), drop_path=0.1)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        noise = torch.Generator().manual_seed(2)
+        for batch in x:
+            maps, info = model(batch, valid=valid, generator=noise)
+            loss = sum(m.square().mean() for m in maps.values()) + 1e-2 * sum(lg.sum() for lg in info.logits)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second = fit(), fit()
+    finally:
+        torch.set_num_threads(before)
+    assert [k for k in first if not torch.equal(first[k], second[k])] == []

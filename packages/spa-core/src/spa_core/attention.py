@@ -46,8 +46,20 @@ def attention_bias(table: Tensor, pos: Tensor, group: Tensor, window: int) -> Te
 
     table [(2M-1)^2, nH], pos [B', L, 2], group [B', L] -> [B', nH, L, L] float,
     ``-inf`` where query and key are in different groups.
+
+    On CPU the lookup is ``index_select``, not ``table[index]``: the B' * L * L indices repeat the
+    table's (2M-1)^2 rows many times over, and the CPU backward of ``table[index]`` is an
+    accumulating ``index_put_`` that, from 32768 indices (14 containers of 49) and 2 threads on,
+    adds with atomics in a run-dependent order, so the table's gradient changed in its last bits
+    from run to run (issue 18, item 7). ``index_select``'s CPU backward (``index_add_``) sums in a
+    fixed order, and is faster. On CUDA it is the other way round (``index_add_`` uses atomics,
+    ``table[index]``'s backward sorts the indices first), so CUDA keeps ``table[index]``.
     """
-    bias = table[relative_position_index(pos, pos, window)]  # [B', L, L, nH]
+    index = relative_position_index(pos, pos, window)  # [B', L, L]
+    if table.device.type == "cpu":
+        bias = table.index_select(0, index.flatten()).view(*index.shape, table.shape[1])  # [B', L, L, nH]
+    else:
+        bias = table[index]  # [B', L, L, nH]
     bias = bias.permute(0, 3, 1, 2)  # [B', nH, L, L]
     allowed = (group.unsqueeze(2) == group.unsqueeze(1)).unsqueeze(1)  # [B', 1, L, L]
     return bias.masked_fill(~allowed, float("-inf"))
