@@ -77,11 +77,18 @@ def detector_macs(model: nn.Module, height: int, width: int) -> int:
     convention for the paper's "overall" column: the RPN keeps its test-time 1000 proposals, the box
     head runs on all of them and the mask head on ``detections_per_img`` (100) boxes (score
     threshold 0, so the count does not depend on the random weights). The model is restored."""
+    image = torch.rand(3, height, width, device=next(model.parameters()).device)
+    return detector_image_macs(model, image)
+
+
+def detector_image_macs(model: nn.Module, image: Tensor, target: dict | None = None) -> int:
+    """:func:`detector_macs` of one given image [3, h, w] in [0, 1] (a token-selecting backbone
+    selects on it as in eval); ``target``: its target dict, for a backbone that reads its selection
+    from the labels (an oracle SPT). The model is restored."""
     heads = model.roi_heads
     saved = heads.score_thresh
     heads.score_thresh = 0.0
     try:
-        image = torch.rand(3, height, width, device=next(model.parameters()).device)
-        return count_macs(model, [image])
+        return count_macs(model, [image], **({} if target is None else {"targets": [target]}))
     finally:
         heads.score_thresh = saved

@@ -81,8 +81,8 @@ class SPTConfig:
     mlp_ratio: float = 4.0  # MLP hidden width / channels
     threshold: float = 0.01  # selection threshold on the probability (paper: 0.01)
     tau: float = 1.0  # Gumbel-sigmoid temperature
-    keep_ratio: float | None = (
-        None  # if set: every SPA block keeps its top ratio of tokens (App. B.4 baseline)
+    keep_ratio: float | dict[int, float] | None = (
+        None  # if set: every SPA block keeps its top ratio of tokens (App. B.4); {stride: ratio} per stage
     )
     selection: Selection = "gate"  # "gate": learned; "given": forward(x, keep={stride: ...} per SPA stride)
     backend: Backend = "sdpa"  # packed-attention backend of every SPA block: "sdpa", "reference", "flex"
@@ -180,7 +180,7 @@ class SPTBackbone(Backbone):
         mlp_ratio: float = 4.0,
         threshold: float = 0.01,
         tau: float = 1.0,
-        keep_ratio: float | None = None,
+        keep_ratio: float | dict[int, float] | None = None,
         selection: Selection = "gate",
         backend: Backend = "sdpa",
         layout: Layout = "packed",
@@ -201,6 +201,7 @@ class SPTBackbone(Backbone):
         self.spa_strides = tuple(patch_size * 2 ** (i - 1) for i in self.spa_stages)  # keep's keys
         stride0 = patch_size * 2 ** max(self.first_spa - 1, 0)  # s0: the stage before, or the patch embed
         self.label_strides = tuple(sorted({stride0, *self.spa_strides}))
+        stage_ratio = stage_keep_ratios(keep_ratio, self.spa_strides)  # {SPA stride: ratio or None}
         stage_depths = (depths[0], depths[1], depths[2] + extra_blocks, depths[3])
         rates = drop_path_rates(sum(stage_depths), drop_path)
         dims = [embed_dim * 2**i for i in range(4)]
@@ -216,7 +217,7 @@ class SPTBackbone(Backbone):
                     mlp_ratio=mlp_ratio,
                     threshold=threshold,
                     tau=tau,
-                    keep_ratio=keep_ratio,
+                    keep_ratio=stage_ratio[patch_size * 2**i],
                     drop_path=rates[first[i] + j],
                     layout=layout,
                     backend=backend,
@@ -353,6 +354,23 @@ class SPTBackbone(Backbone):
                 f"keep[{stride}] should be a {list(shape)} bool mask, got {tuple(mask.shape)} {mask.dtype}"
             )
         return mask
+
+
+def stage_keep_ratios(
+    keep_ratio: float | dict[int, float] | None, spa_strides: tuple[int, ...]
+) -> dict[int, float | None]:
+    """``keep_ratio`` -> ``{SPA stride: ratio or None}``: None (every block thresholds its gate), one
+    ratio for every SPA block, or ``{stride: ratio}`` naming exactly the SPA strides (a forced
+    selection per stage, e.g. a trained run's measured ratios: :mod:`spt_train.bench`). Each block
+    then keeps the ``ceil(ratio * n)`` top-scored of an image's n real tokens
+    (:func:`spa_core.select_top_ratio`); the range is checked by :class:`spa_core.SPABlock`."""
+    if not isinstance(keep_ratio, dict):
+        return dict.fromkeys(spa_strides, keep_ratio)
+    if sorted(keep_ratio) != sorted(spa_strides):
+        raise ValueError(
+            f"keep_ratio should name every SPA stride {list(spa_strides)} once, got strides {sorted(keep_ratio)}"
+        )
+    return dict(keep_ratio)
 
 
 def check_spa_stages(spa_stages: tuple[int, ...] | list[int]) -> tuple[int, ...]:

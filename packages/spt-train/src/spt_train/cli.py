@@ -5,6 +5,8 @@
     spt-train eval run.yaml --checkpoint runs/x/last.pt --out metrics.json
     spt-train eval --gt records.parquet --predictions dets.json --metric coco --out metrics.json
     spt-train bench --models swin_t spt_t --head mask_rcnn --size 1280x800 --out bench.json
+    spt-train bench --models spt_s spt_b --ratios-from runs/spt_t/metrics.json --out bench_sb.json
+    spt-train bench --run run.yaml --checkpoint runs/x/last.pt --images 16 --out bench_x.json
     spt-train table --metrics runs/*/metrics.json --columns AP50=bbox.AP50 select_ratio --out t2.csv
 
 Exit codes: 0 success, 2 usage, config or data error (one line naming the file and the key or
@@ -78,24 +80,98 @@ def build_parser() -> argparse.ArgumentParser:
         "--macs-images",
         type=nonnegative_int,
         default=16,
-        help="classifier: backbone MACs per image measured on the first N images of the split",
+        help="backbone MACs per image (mean, p10, p90) measured on the first N images of the split",
     )
     p.add_argument(
         "--set", dest="overrides", type=parse_override, action="append", default=[], help="KEY=VALUE override"
     )
     p.add_argument("--out", type=Path, required=True, help="metrics JSON to write (atomically)")
+    from spt_models.cli import positive_int
+
     p = sub.add_parser(
-        "bench", help="params, MACs and backbone FPS of registered models", formatter_class=fmt
+        "bench",
+        help="params, MACs and backbone FPS: untrained models (--models), or a trained checkpoint at "
+        "its learned selection (--run)",
+        formatter_class=fmt,
     )
-    p.add_argument("--models", nargs="+", required=True, help="registered backbones")
+    form = p.add_mutually_exclusive_group(required=True)
+    form.add_argument("--models", nargs="+", help="registered backbones, untrained (the architecture's cost)")
+    form.add_argument(
+        "--run",
+        type=existing_file,
+        help="run config (YAML) of a trained checkpoint, benchmarked at its learned selection on the "
+        "split's images, each at its own frame",
+    )
+    run_only = "with --run: "
+    models_only = "with --models: "
     p.add_argument(
         "--head",
         choices=["faster_rcnn", "mask_rcnn", "cascade_mask_rcnn"],
-        default="mask_rcnn",
-        help="detector head",
+        default=argparse.SUPPRESS,
+        help=models_only + "detector head (default: mask_rcnn)",
     )
-    p.add_argument("--size", type=parse_size, default=(800, 1280), help="input WIDTHxHEIGHT")
-    p.add_argument("--repeats", type=nonnegative_int, default=5, help="timed backbone forwards (0: no FPS)")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default=argparse.SUPPRESS,
+        help=models_only + "input WIDTHxHEIGHT (default: 1280x800)",
+    )
+    ratios = p.add_mutually_exclusive_group()
+    ratios.add_argument(
+        "--ratios",
+        type=parse_ratios,
+        default=argparse.SUPPRESS,
+        metavar="STRIDE=RATIO[,...]",
+        help=models_only + "SPT: every SPA block of a stride keeps the top-scored ceil(ratio * n) of "
+        "an image's n tokens, e.g. 16=0.31,32=0.45",
+    )
+    ratios.add_argument(
+        "--ratios-from",
+        type=existing_file,
+        default=argparse.SUPPRESS,
+        metavar="METRICS",
+        help=models_only + "SPT: the ratios a trained run measured, from its eval metrics JSON "
+        "(selection.stride<S>.select_ratio)",
+    )
+    p.add_argument(
+        "--mlp",
+        choices=["all", "selected"],
+        default=argparse.SUPPRESS,
+        help=models_only + "SPT's cost reading: the MLP on all tokens or on the selected ones (default: "
+        "the model's; with --ratios-from, the run's)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=existing_file,
+        default=argparse.SUPPRESS,
+        help=run_only + "the checkpoint (default: the run's out_dir/last.pt)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["val", "train"],
+        default=argparse.SUPPRESS,
+        help=run_only + "split whose images are measured (default: val)",
+    )
+    p.add_argument(
+        "--images",
+        type=positive_int,
+        default=argparse.SUPPRESS,
+        help=run_only + "measure the split's first N images (default: 16)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=parse_override,
+        action="append",
+        default=argparse.SUPPRESS,
+        help=run_only + "KEY=VALUE inference setting, as eval --set (e.g. model.backbone.threshold=0.2)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=nonnegative_int,
+        default=5,
+        help="timed backbone forwards (per image with --run; 0: no FPS)",
+    )
     p.add_argument(
         "--warmup",
         type=nonnegative_int,
@@ -114,9 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", nargs="+", help="row names (default: each file's folder name)")
     p.add_argument("--profile", default="demo", help="the run profile, written in every row")
     p.add_argument("--out", type=Path, required=True, help="CSV to write (atomically)")
-    from . import compose, export, figures, rows  # the pipeline's commands: config, row, figure, backbone
+    from . import compose, curve, export, figures, rows  # the pipeline's commands
 
-    for module in (compose, rows, figures, export):
+    for module in (compose, rows, figures, export, curve):
         module.add_parser(sub, fmt)
     return parser
 
@@ -154,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"fit": _fit, "eval": _eval, "bench": _bench, "table": _table}
         if args.command not in commands:  # config, row, figure: their module's run(args)
-            from . import compose, export, figures, rows
+            from . import compose, curve, export, figures, rows
 
             commands.update(config=compose.run, row=rows.run, figure=figures.run, backbone=export.run)
+            commands.update(curve=curve.run)
         return commands[args.command](args)
     except (ConfigError, DataError, RunError, KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) else e
@@ -202,9 +279,20 @@ def _eval(args: argparse.Namespace) -> int:
         print(format_classification(metrics))
     else:
         print(format_summary(metrics))
+        if "macs" in metrics:
+            from .predict import format_macs
+
+            print(format_macs(metrics["macs"]))
     for stage, m in metrics.get("selection", {}).items():
         r, dense, sparse = (_fmt(m[k]) for k in ("retention", "density_before", "density_after"))
-        print(f"{stage}: select ratio {_fmt(m['select_ratio'])}, retention {r}, density {dense} -> {sparse}")
+        auroc = f", gate AUROC {_fmt(m['auroc'])}" if "auroc" in m else ""
+        print(
+            f"{stage}: select ratio {_fmt(m['select_ratio'])}, retention {r}, density {dense} -> {sparse}{auroc}"
+        )
+    if metrics.get("gate_auroc"):
+        exact = "exact" if metrics["gate_auroc_exact"] else f"within {metrics['gate_auroc_error']:.2g}"
+        gates = ", ".join(f"{k} {_fmt(v)}" for k, v in metrics["gate_auroc"].items())
+        print(f"gate AUROC ({exact}): {gates}")
     print(f"wrote {args.out}")
     return 0
 
@@ -214,23 +302,101 @@ def _fmt(value: float | None) -> str:
     return "nan" if value is None else f"{value:.3f}"
 
 
+def parse_ratios(text: str) -> dict[int, float]:
+    """``16=0.31,32=0.45`` -> {16: 0.31, 32: 0.45}: select ratios in [0, 1] by stride."""
+    ratios: dict[int, float] = {}
+    for part in text.split(","):
+        stride, sep, value = part.partition("=")
+        try:
+            s, r = int(stride), float(value)
+        except ValueError:
+            s = r = None
+        if not sep or s is None or r is None or s < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected STRIDE=RATIO[,STRIDE=RATIO...], e.g. 16=0.31,32=0.45, got {text!r}"
+            )
+        if not 0.0 <= r <= 1.0:
+            raise argparse.ArgumentTypeError(f"stride {s}: ratio {value} must be in [0, 1]")
+        if s in ratios:
+            raise argparse.ArgumentTypeError(f"stride {s} is given twice in {text!r}")
+        ratios[s] = r
+    return ratios
+
+
+BENCH_MODELS_ONLY = {
+    "head": "--head",
+    "size": "--size",
+    "ratios": "--ratios",
+    "ratios_from": "--ratios-from",
+    "mlp": "--mlp",
+}
+BENCH_RUN_ONLY = {
+    "checkpoint": "--checkpoint",
+    "split": "--split",
+    "images": "--images",
+    "overrides": "--set",
+}
+
+
 def _bench(args: argparse.Namespace) -> int:
     import json
 
     from spt_data.io import atomic_write_text
     from spt_models import list_models
 
-    from .bench import bench, format_bench
+    from .bench import bench, bench_run, check_ratios, format_bench, ratios_from_metrics
     from .distributed import pick_device
 
-    unknown = [m for m in args.models if m not in list_models() or m == "vit_s16"]
-    if unknown:
+    form, other, wrong_for = (
+        ("--run", "--models", BENCH_MODELS_ONLY) if args.run else ("--models", "--run", BENCH_RUN_ONLY)
+    )
+    wrong = [flag for dest, flag in wrong_for.items() if hasattr(args, dest)]
+    if wrong:
         raise ValueError(
-            f"unknown or single-scale model(s) {unknown}; multi-scale models: {', '.join(list_models())}"
+            f"{', '.join(wrong)} only go{'es' if len(wrong) == 1 else ''} with {other}, not with {form}"
         )
-    height, width = args.size
-    device = str(pick_device(args.device))
-    doc = bench(args.models, args.head, height, width, args.repeats, device, warmup=args.warmup)
+    if args.run:
+        from .config import load_config
+
+        config = load_config(args.run, dict(getattr(args, "overrides", [])))
+        checkpoint = getattr(args, "checkpoint", None) or Path(config.out_dir) / "last.pt"
+        if not checkpoint.exists():
+            raise ValueError(f"{checkpoint}: no checkpoint (train first, or give --checkpoint)")
+        doc = bench_run(
+            config,
+            checkpoint,
+            run_config=args.run,
+            split=getattr(args, "split", "val"),
+            images=getattr(args, "images", 16),
+            repeats=args.repeats,
+            warmup=args.warmup,
+            device=str(pick_device(args.device)),
+        )
+    else:
+        unknown = [m for m in args.models if m not in list_models() or m == "vit_s16"]
+        if unknown:
+            raise ValueError(
+                f"unknown or single-scale model(s) {unknown}; multi-scale models: {', '.join(list_models())}"
+            )
+        ratios, source, flag, mlp = getattr(args, "ratios", None), "given by --ratios", "--ratios", None
+        if hasattr(args, "ratios_from"):
+            flag = f"--ratios-from {args.ratios_from}"
+            ratios, source, mlp = ratios_from_metrics(args.ratios_from)
+        check_ratios(args.models, ratios, getattr(args, "mlp", None), flag)
+        height, width = getattr(args, "size", (800, 1280))
+        device = str(pick_device(args.device))
+        doc = bench(
+            args.models,
+            getattr(args, "head", "mask_rcnn"),
+            height,
+            width,
+            args.repeats,
+            device,
+            warmup=args.warmup,
+            ratios=ratios,
+            ratios_source=source,
+            mlp=getattr(args, "mlp", mlp),
+        )
     print(format_bench(doc))
     atomic_write_text(args.out, json.dumps(doc, indent=1))
     print(f"wrote {args.out}")

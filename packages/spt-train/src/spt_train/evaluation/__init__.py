@@ -1,6 +1,7 @@
 """Evaluation: COCOeval bbox/segm for spt-data records, VOC detection AP, VOC multi-label mAP,
-selection metrics (App. B.3), and scoring of predictions files (COCO results, BDD/Scalabel frames)."""
+selection metrics (App. B.3), gate AUROC, and scoring of predictions files (COCO results, BDD/Scalabel frames)."""
 
+from .auroc import AurocMeter, auroc
 from .coco import STAT_NAMES, coco_image_ids, coco_metrics, records_to_coco
 from .evaluate import evaluate_predictions, format_summary, json_safe
 from .multilabel import multilabel_map
@@ -10,7 +11,9 @@ from .voc import format_voc, voc_ap, voc_class_pr, voc_metrics
 
 __all__ = [
     "STAT_NAMES",
+    "AurocMeter",
     "SelectionMeter",
+    "auroc",
     "coco_image_ids",
     "coco_metrics",
     "evaluate_predictions",
