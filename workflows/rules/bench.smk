@@ -1,10 +1,16 @@
-# Params, MACs (backbone, whole detector) and backbone FPS of the real T/S/B architectures.
+# Params, MACs (backbone, whole detector) and backbone FPS of the real T/S/B architectures. A model
+# that selects with learned gates is benchmarked at the per-stride select ratios a trained run
+# measured on its val split (runs/<profile>/bench/MODEL@RUN.json), never at untrained gates.
 
 
 rule bench:
+    input:
+        unpack(bench_inputs),
     output:
-        f"{RUNS}/bench/{{model}}.json",
+        f"{RUNS}/bench/{{bench}}.json",
     params:
+        model=lambda w: w.bench.split("@")[0],
+        ratios=lambda w, input: f"--ratios-from {input.metrics}" if "metrics" in input.keys() else "",
         head=config["bench"]["head"],
         size=config["bench"]["size"],
         repeats=config["bench"]["repeats"],
@@ -12,14 +18,15 @@ rule bench:
         device=config["device"],
         omp=omp,
     log:
-        f"{LOGS}/bench/{{model}}.log",
+        f"{LOGS}/bench/{{bench}}.log",
     benchmark:
-        f"{BENCH}/bench/{{model}}.tsv"
+        f"{BENCH}/bench/{{bench}}.tsv"
     threads: config["resources"]["bench"]["threads"]
     resources:
         mem_mb=config["resources"]["bench"]["mem_mb"],
         runtime=config["resources"]["bench"]["runtime"],
         gpu=min(1, config["resources"]["fit"]["gpus"]),
     shell:
-        "OMP_NUM_THREADS={params.omp} spt-train bench --models {wildcards.model} --head {params.head}"
-        " --size {params.size} --warmup {params.warmup} --repeats {params.repeats} --device {params.device} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={params.omp} spt-train bench --models {params.model} {params.ratios} --head {params.head}"
+        " --size {params.size} --warmup {params.warmup} --repeats {params.repeats} --device {params.device}"
+        " --out {output} > {log} 2>&1"

@@ -18,6 +18,31 @@ RAW = [name for name in config["datasets"] if name not in SUBSETS]
 MODEL_KEYS = ("head", "select_weight", "gt_select", "weights")  # a run's overrides of model_defaults
 
 
+def expand_seeds(runs):
+    """A run with ``seeds: [s0, s1, ...]`` trains as NAME (seed s0) and NAME_seedS for the others;
+    tables and figures name NAME and read every seed's metrics (:func:`seed_runs`)."""
+    out = {}
+    for name, r in runs.items():
+        seeds = r.get("seeds", config.get("seeds", []))
+        base = {k: v for k, v in r.items() if k != "seeds"}
+        for i, seed in enumerate(seeds or [None]):
+            run = dict(base)
+            if seed is not None:
+                run["train"] = {**base.get("train", {}), "seed": seed}
+            out[name if i == 0 else f"{name}_seed{seed}"] = run
+    return out
+
+
+SEEDS = {name: r.get("seeds", config.get("seeds", [])) for name, r in config["runs"].items()}
+config["runs"] = expand_seeds(config["runs"])
+
+
+def seed_runs(run):
+    """The runs of every seed of ``run`` (itself alone without seeds)."""
+    seeds = SEEDS.get(run, [])
+    return [run] + [f"{run}_seed{s}" for s in seeds[1:]]
+
+
 def one_of(names):
     """A wildcard regex matching exactly these names (none: matches nothing)."""
     return "|".join(re.escape(n) for n in names) or "(?!)"
@@ -28,6 +53,8 @@ wildcard_constraints:
     split="train|val",
     run="[A-Za-z0-9_]+",
     model="[a-z0-9_]+",
+    bench="[a-z0-9_]+(@[A-Za-z0-9_]+)?",
+    threshold=r"[0-9.]+(e-?[0-9]+)?",
     table=r"table\d+",
     row=r"\d+",
 
@@ -95,8 +122,22 @@ def run_spec(run):
         model[key] = merge(defaults.get(key, {}), r.get(key, {}))
     if model.get("head") == "classifier":
         del model["detector"]  # a classifier has no detector options
+    if isinstance(model.get("weights"), dict):  # {run: NAME}: that run's trained backbone
+        model["weights"] = weights_file(model["weights"]["run"])
     train = {**config["train"], **r.get("train", {})}
     return {"model": model, "train": train, "device": config["device"]}
+
+
+def weights_file(run):
+    """The backbone state dict of a trained run (rule backbone), the file ``weights:`` takes."""
+    return f"{RUNS}/{run}/backbone.pth"
+
+
+def weights_run(run):
+    """The run whose trained backbone ``run`` starts from, or None."""
+    r = config["runs"][run]
+    weights = r["weights"] if "weights" in r else config["model_defaults"].get("weights")
+    return weights["run"] if isinstance(weights, dict) else None
 
 
 def unknown(where, kind, name, known):
@@ -120,6 +161,12 @@ def check_names():
     for name, r in config["runs"].items():
         if r["dataset"] not in datasets:
             raise unknown(f"runs.{name}: dataset", "dataset", r["dataset"], datasets)
+        start = weights_run(name)
+        where = f"runs.{name}: weights.run" if "weights" in r else f"model_defaults: weights.run (runs.{name})"
+        if start is not None and start not in runs:
+            raise unknown(where, "run", start, runs)
+        if start == name:
+            raise ValueError(f"config {where}: {name} cannot start from itself; give it weights: null")
     for name, table in config["tables"].items():
         for i, row in enumerate(table["rows"]):
             where = f"tables.{name}: rows[{i}]"
@@ -128,6 +175,10 @@ def check_names():
             for key, run in row.get("also", {}).items():
                 if run not in runs:
                     raise unknown(f"{where}.also.{key}", "run", run, runs)
+    for key in ("run", "reference"):
+        run = config.get("selection_curve", {}).get(key)
+        if run is not None and run not in runs:
+            raise unknown(f"selection_curve.{key}", "run", run, runs)
     for name, figure in config["figures"].items():
         key = "runs" if "runs" in figure else "run"  # fig5 shows one run
         for run in figure["runs"] if key == "runs" else [figure["run"]]:
@@ -149,8 +200,17 @@ def check_runs():
     models = list_models()
     for name, table in config["tables"].items():
         for i, row in enumerate(table["rows"]):
+            where = f"tables.{name}: rows[{i}]"
             if "model" in row and row["model"] not in models:
-                raise unknown(f"tables.{name}: rows[{i}].model", "model", row["model"], models)
+                raise unknown(f"{where}.model", "model", row["model"], models)
+            if "ratios_from" in row and row["ratios_from"] not in config["runs"]:
+                raise unknown(f"{where}.ratios_from", "run", row["ratios_from"], list(config["runs"]))
+            bench = table.get("bench", True)
+            if bench and "model" in row and "ratios_from" not in row and selects(row["model"]):
+                raise ValueError(
+                    f"config {where}: {row['model']} selects with learned gates: give ratios_from: RUN "
+                    "(a trained run whose measured ratios it is benchmarked at), not untrained gates"
+                )
     for run in config["runs"]:
         made = "(made by the run)"
         spec = {**run_spec(run), "data": {"train": {"records": made, "labels": made}}, "out_dir": "-"}
@@ -193,11 +253,13 @@ def run_overrides(wildcards, input):
 
 def run_data(wildcards):
     d = f"{DATA}/{config['runs'][wildcards.run]['dataset']}"
+    start = weights_run(wildcards.run)
     return {
         "train": f"{d}/train.parquet",
         "train_labels": f"{d}/train_labels.parquet",
         "val": f"{d}/val.parquet",
         "val_labels": f"{d}/val_labels.parquet",
+        **({"weights": weights_file(start)} if start is not None else {}),
     }
 
 
@@ -207,10 +269,33 @@ def launcher(wildcards):
     return "spt-train" if gpus <= 1 else f"torchrun --standalone --nproc-per-node {gpus} -m spt_train"
 
 
-def bench_models():
-    models = {row["model"] for t in config["tables"].values() for row in t["rows"] if "model" in row}
-    models |= {config["runs"][row["run"]]["model"] for t in config["tables"].values() for row in t["rows"] if "run" in row}
-    return sorted(models)
+def selects(model, backbone=None):
+    """Whether ``model`` (with these backbone overrides) selects tokens with learned gates: its cost
+    depends on what the gates learned, so it is benchmarked at a trained run's ratios."""
+    import torch
+    from spt_models import SPTBackbone, create_model
+    from spt_train.bench import spa_blocks
+
+    with torch.device("meta"):
+        body = create_model(model, **(backbone or {}))
+    gates = isinstance(body, SPTBackbone) and body.selection == "gate"
+    return gates and all(block.keep_ratio is None for block in spa_blocks(body))
+
+
+def bench_inputs(wildcards):
+    """MODEL@RUN: the eval metrics of RUN, whose select ratios MODEL is benchmarked at."""
+    _, at, run = wildcards.bench.partition("@")
+    return {"metrics": f"{RUNS}/{run}/metrics.json"} if at else {}
+
+
+def bench_file(row):
+    """The bench JSON of a table row: its model at the real architecture's size; a selecting model
+    at the select ratios its run (or ``ratios_from``) measured on the val split."""
+    model = row.get("model") or config["runs"][row["run"]]["model"]
+    ratios_run = row.get("ratios_from") or (row["run"] if "model" not in row else None)
+    if ratios_run is not None and selects(model, run_spec(ratios_run)["model"]["backbone"]):
+        return f"{RUNS}/bench/{model}@{ratios_run}.json"
+    return f"{RUNS}/bench/{model}.json"
 
 
 def table_row(wildcards):
@@ -221,19 +306,18 @@ def row_inputs(wildcards):
     row = table_row(wildcards)
     out = {}
     if "run" in row:
-        out["metrics"] = f"{RUNS}/{row['run']}/metrics.json"
+        out["metrics"] = [f"{RUNS}/{r}/metrics.json" for r in seed_runs(row["run"])]
     for name, run in row.get("also", {}).items():
-        out[f"also_{name}"] = f"{RUNS}/{run}/metrics.json"
+        out[f"also_{name}"] = [f"{RUNS}/{r}/metrics.json" for r in seed_runs(run)]
     if config["tables"][wildcards.table].get("bench", True):
-        model = row.get("model") or config["runs"][row["run"]]["model"]
-        out["bench"] = f"{RUNS}/bench/{model}.json"
+        out["bench"] = bench_file(row)
     return out
 
 
 def row_args(wildcards, input):
     row = table_row(wildcards)
     args = [f"--metrics {input.metrics}" if "metrics" in input.keys() else ""]
-    args += [f"--also {name}={input[f'also_{name}']}" for name in row.get("also", {})]
+    args += [f"--also {name}={','.join(input[f'also_{name}'])}" for name in row.get("also", {})]
     if "bench" in input.keys():
         args.append(f"--bench {input.bench} --model {row.get('model') or config['runs'][row['run']]['model']}")
     columns = config["tables"][wildcards.table]["columns"]
@@ -250,10 +334,22 @@ def table_names(wildcards):
     return " ".join(shlex.quote(r["name"]) for r in config["tables"][wildcards.table]["rows"])
 
 
+def curve_inputs(wildcards):
+    """The selection curve's evals: its run at each threshold, and the reference run."""
+    if "selection_curve" not in config:
+        raise ValueError(f"config selection_curve: not in the {PROFILE} profile; it is in workflows/config/demo.yaml")
+    c = config["selection_curve"]
+    return {
+        "metrics": [f"{RUNS}/{c['run']}/threshold/{t}.json" for t in c["thresholds"]],
+        "reference": f"{RUNS}/{c['reference']}/metrics.json",
+    }
+
+
 def all_targets():
     tables = [f"results/{t}.csv" for t in config["tables"]]
     figures = [f"results/{f}.png" for f in config["figures"]]
-    return tables + figures
+    curve = ["results/selection_curve.csv"] if "selection_curve" in config else []
+    return tables + figures + curve
 
 
 check_names()

@@ -110,3 +110,26 @@ rule fig4:
     shell:
         "OMP_NUM_THREADS={threads} spt-train figure fig4 --metrics {input} --names {params.names}"
         " --title {params.title:q} --out {output} > {log} 2>&1"
+
+
+rule selection_curve:
+    input:
+        unpack(curve_inputs),
+    output:
+        csv=report("results/selection_curve.csv", caption="../report/selection_curve.rst", category="Tables"),
+        png=report("results/fig_selection.png", caption="../report/selection_curve.rst", category="Figures"),
+    params:
+        profile=PROFILE,
+        title=f"Selection operating curve ({PROFILE} profile)",
+    log:
+        f"{LOGS}/figure/selection_curve.log",
+    benchmark:
+        f"{BENCH}/figure/selection_curve.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "OMP_NUM_THREADS={threads} spt-train curve --metrics {input.metrics} --reference {input.reference}"
+        " --profile {params.profile} --title {params.title:q} --figure {output.png} --out {output.csv}"
+        " > {log} 2>&1"

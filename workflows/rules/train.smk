@@ -67,3 +67,44 @@ rule eval:
     shell:
         "OMP_NUM_THREADS={params.omp} spt-train eval {input.config} --checkpoint {input.checkpoint}"
         " --out {output} > {log} 2>&1"
+
+
+rule backbone:
+    input:
+        config=f"{RUNS}/{{run}}/run.yaml",
+        checkpoint=f"{RUNS}/{{run}}/final.pt",
+    output:
+        weights_file("{run}"),
+    log:
+        f"{LOGS}/backbone/{{run}}.log",
+    benchmark:
+        f"{BENCH}/backbone/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    shell:
+        "OMP_NUM_THREADS={threads} spt-train backbone {input.config} --checkpoint {input.checkpoint}"
+        " --out {output} > {log} 2>&1"
+
+
+rule eval_threshold:
+    input:
+        config=f"{RUNS}/{{run}}/run.yaml",
+        checkpoint=f"{RUNS}/{{run}}/final.pt",
+    output:
+        f"{RUNS}/{{run}}/threshold/{{threshold}}.json",
+    params:
+        omp=omp,
+    log:
+        f"{LOGS}/eval_threshold/{{run}}_{{threshold}}.log",
+    benchmark:
+        f"{BENCH}/eval_threshold/{{run}}_{{threshold}}.tsv"
+    threads: config["resources"]["eval"]["threads"]
+    resources:
+        mem_mb=config["resources"]["eval"]["mem_mb"],
+        runtime=config["resources"]["eval"]["runtime"],
+        gpu=min(1, config["resources"]["fit"]["gpus"]),
+    shell:
+        "OMP_NUM_THREADS={params.omp} spt-train eval {input.config} --checkpoint {input.checkpoint}"
+        " --set model.backbone.threshold={wildcards.threshold} --out {output} > {log} 2>&1"

@@ -2,6 +2,7 @@
 paper profiles plans, a bad config stops before any job, the ``ci`` profile runs for real to a
 table and a figure, a finished pipeline reruns nothing, and a killed training resumes."""
 
+import json
 import os
 import shutil
 import signal
@@ -146,8 +147,16 @@ def test_a_target_of_another_profile_names_the_profiles_that_have_it(profile, ta
 def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path):
     config = CONFIGS / "ci.yaml"
     targets = ["results/table2.csv", "results/fig6.png", "results/table5.csv", "results/fig4.png"]
+    targets.append("results/selection_curve.csv")
     result = snakemake(tmp_path, config, "--cores", "2", *targets, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    fresh = (tmp_path / "logs" / "ci" / "fit" / "spt_t.log").read_text()  # started from the pretraining
+    assert "runs/ci/pretrain/backbone.pth: loaded" in fresh and "stay freshly initialised" in fresh
+    bench = json.loads((tmp_path / "runs" / "ci" / "bench" / "spt_t@spt_t.json").read_text())["rows"][0]
+    assert bench["selection"] == "ratios" and "measured by run runs/ci/spt_t" in bench["provenance"]
+    curve = (tmp_path / "results" / "selection_curve.csv").read_text().splitlines()
+    assert [r.split(",")[:2] for r in curve[1:]] == [["spt_t", "0.01"], ["spt_t", "0.5"], ["swin_t", ""]]
+    assert (tmp_path / "results" / "fig_selection.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "results" / "table2.csv").read_text().splitlines()
     assert table[0].startswith("name,AP,AP50,params_M")
     assert [r.split(",")[0] for r in table[1:]] == ["Swin-T", "SPT-T"]
