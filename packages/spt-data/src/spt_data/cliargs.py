@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from .errors import DataError
+from .io import check_writable
 
 __all__ = [
     "existing_file",
@@ -102,17 +103,10 @@ def existing_file(text: str) -> Path:
 
 def _check_writable_folder(path: Path, text: str) -> None:
     """The folder ``path`` will live in can be created (or exists) and takes a new file."""
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise Error(f"cannot write {text}: {parent} is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".spt-data-probe.", dir=parent)
-    except OSError as e:
-        raise Error(f"cannot write {text}: folder {parent} is not writable ({e.strerror})") from None
-    os.close(fd)
-    os.unlink(probe)
+        check_writable(path, text)
+    except DataError as e:
+        raise Error(str(e)) from None
 
 
 def output_file(*suffixes: str, what: str) -> Callable[[str], Path]:
