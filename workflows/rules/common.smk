@@ -1,5 +1,6 @@
 # Helpers of the rules: paths, the run configs' --set overrides, the targets. No rule here.
 import difflib
+import functools
 import os
 import re
 import shlex
@@ -124,8 +125,18 @@ def run_spec(run):
         del model["detector"]  # a classifier has no detector options
     if isinstance(model.get("weights"), dict):  # {run: NAME}: that run's trained backbone
         model["weights"] = weights_file(model["weights"]["run"])
+    threshold = config.get("select_threshold")  # a profile's threshold for every gate-selecting run
+    if threshold is not None and "threshold" not in model["backbone"] and run_selects(run):
+        model["backbone"] = {**model["backbone"], "threshold": threshold}
     train = {**config["train"], **r.get("train", {})}
     return {"model": model, "train": train, "device": config["device"]}
+
+
+@functools.cache
+def run_selects(run):
+    """Whether the run's model thresholds learned gates (:func:`selects`), cached per run."""
+    r = config["runs"][run]
+    return selects(r["model"], merge(config["model_defaults"].get("backbone", {}), r.get("backbone", {})))
 
 
 def weights_file(run):

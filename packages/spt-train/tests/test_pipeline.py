@@ -91,11 +91,11 @@ def test_every_target_plans(profile, tmp_path):
         ),
         (
             lambda c: c["figures"]["fig6"].update(runs=["swin_t", "zzz"]),
-            "config figures.fig6: runs: unknown run 'zzz'; known: cls_spt_t, cls_spt_t_gt, spt_t, swin_t",
+            "config figures.fig6: runs: unknown run 'zzz'; known: cls_spt_t, cls_spt_t_gt, pretrain, spt_t, swin_t",
         ),
         (
             lambda c: c["runs"]["spt_t"].update(dataset="coco"),
-            "config runs.spt_t: dataset: unknown dataset 'coco'; known: bdd, bdd_s",
+            "config runs.spt_t: dataset: unknown dataset 'coco'; known: bdd, bdd_s, pretrain",
         ),
         (
             lambda c: c["datasets"]["bdd_s"].update(subset_of="bdx"),
@@ -104,6 +104,19 @@ def test_every_target_plans(profile, tmp_path):
         (
             lambda c: c.update(device="tpu"),
             "config device: must be auto, cpu, cuda, cuda:N or mps, got 'tpu'",
+        ),
+        (
+            lambda c: c["tables"]["table2"]["rows"].append({"name": "x", "model": "spt_s"}),
+            "config tables.table2: rows[2]: spt_s selects with learned gates: give ratios_from: RUN (a trained "
+            "run whose measured ratios it is benchmarked at), not untrained gates",
+        ),
+        (
+            lambda c: c["model_defaults"].update(weights={"run": "pretrian"}),
+            "config model_defaults: weights.run (runs.cls_spt_t): unknown run 'pretrian' (did you mean 'pretrain'?)",
+        ),
+        (
+            lambda c: c["runs"]["pretrain"].update(weights={"run": "pretrain"}),
+            "config runs.pretrain: weights.run: pretrain cannot start from itself; give it weights: null",
         ),
     ],
 )
