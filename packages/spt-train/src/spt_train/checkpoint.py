@@ -24,16 +24,12 @@ import torch
 
 from spt_data.io import atomic_path
 
-from .config import ModelConfig, RunConfig, to_dict
+from .config import ModelConfig, RunConfig, RunError, to_dict
 from .distributed import Dist
 
 log = logging.getLogger(__name__)
 
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "rng", "epoch", "batch", "step", "config")
-
-
-class RunError(RuntimeError):
-    """A run that cannot start, resume or be evaluated as asked; the message names the file."""
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

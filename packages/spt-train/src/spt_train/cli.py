@@ -218,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from spt_data import DataError
 
-    from .checkpoint import RunError
-    from .config import ConfigError
+    from .config import ConfigError, RunError
 
     if getattr(args, "out", None) is not None:
         check_out(parser, args.out)

@@ -27,6 +27,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "RunConfig",
+    "RunError",
     "SplitConfig",
     "TrainConfig",
     "check_model",
@@ -36,6 +37,12 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names the file and the key."""
+
+
+class RunError(RuntimeError):
+    """A run that cannot start, resume or be evaluated as asked (a damaged or foreign checkpoint, a
+    busy out_dir); the message names the file. Here, not in checkpoint.py, so the CLI catches it
+    without importing torch."""
 
 
 @dataclass

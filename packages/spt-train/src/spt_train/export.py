@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
@@ -39,6 +40,8 @@ def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from .checkpoint import save_checkpoint
     from .config import load_config
     from .engine import make_dataset
