@@ -372,7 +372,7 @@ def bench_run(
     reading = mlp_reading(body)
     ratios = [p["select_ratio"] for p in per_image if p["select_ratio"] is not None]
     mean_ratio = {k: float(np.mean([r[k] for r in ratios])) for k in ratios[0]} if ratios else None
-    changes = model_changes(read_checkpoint(checkpoint), config)
+    changes = model_changes(read_checkpoint(checkpoint, mmap=True), config)  # its config only
     selecting = mean_ratio is not None
     fixed = any(b.keep_ratio is not None for b in spa_blocks(body))  # a keep_ratio: top-k, no threshold
     measured = f"{n} {split} images"

@@ -38,14 +38,17 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         torch.save(state, tmp)
 
 
-def read_checkpoint(path: str | Path, keys: tuple[str, ...] = ("model",)) -> dict[str, Any]:
+def read_checkpoint(
+    path: str | Path, keys: tuple[str, ...] = ("model",), mmap: bool = False
+) -> dict[str, Any]:
     """Load a spt-train checkpoint on the CPU; a file that is not one (empty, truncated, corrupt, a
-    bare state dict, another torch object) raises :class:`RunError` saying what it is."""
+    bare state dict, another torch object) raises :class:`RunError` saying what it is. ``mmap``:
+    tensors stay on disk until read (for a look at its ``config`` only)."""
     path = Path(path)
     if path.stat().st_size == 0:
         raise RunError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
         reason = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__
         raise RunError(f"{path}: not a readable torch file (truncated or corrupt: {reason})") from None

@@ -378,7 +378,7 @@ def evaluate_checkpoint(
         metrics["select_ratio"] = mean_select_ratio(metrics["selection"])
         metrics["notes"] += report_notes(metrics, split)
     metrics["checkpoint"] = str(checkpoint)
-    changes = model_changes(read_checkpoint(checkpoint), config)
+    changes = model_changes(read_checkpoint(checkpoint, mmap=True), config)  # its config only
     metrics["evaluated_at"] = {key: now for key, (_, now) in changes.items()}  # settings not trained at
     metrics["config"] = to_dict(config)
     metrics["commit"] = git_commit()
