@@ -25,18 +25,25 @@ Parameter names follow torchvision's ``SwinTransformerBlock`` (``norm1``, ``attn
 ``attn.proj``, ``attn.relative_position_bias_table``, ``norm2``, ``mlp.0``, ``mlp.3``), so a
 torchvision Swin block's weights load unchanged (drop its ``attn.relative_position_index``
 buffer: SPA computes offsets from true positions). The block adds ``gate.proj``.
+:meth:`SPABlock.from_swin_block` copies a torchvision or timm Swin block, gate open.
+
+Two "layouts", two names: ``layout`` (argument and attribute) is the *container* layout,
+``"packed"`` or ``"padded"`` (:func:`~spa_core.packing.pack_plan`); ``windows`` is the *window*
+geometry of one map, a :class:`~spa_core.window.WindowLayout` (padding, shift, window-partition order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import BACKENDS, Backend, attention_groups, packed_attention
+from .from_swin import OPEN_GATE_LOGIT, read_swin_block
 from .gate import Gate, gate_features, multiscale_score
 from .packing import Layout, pack_plan
 from .selection import select_tokens, select_top_ratio
@@ -147,7 +154,8 @@ class SPABlock(nn.Module):
         threshold, tau: selection threshold on the probability (paper: 0.01) and temperature.
         keep_ratio: if set, keep exactly ``ceil(keep_ratio * n)`` top-scored tokens per image instead
             of thresholding (the fixed-ratio baseline, App. B.4 / Fig. 6).
-        layout: ``"packed"`` (SPA) or ``"padded"`` (pad each image to the batch max; baseline).
+        layout: the container layout, ``"packed"`` (SPA) or ``"padded"`` (pad each image to the
+            batch max; baseline).
         backend: ``"sdpa"``, ``"reference"`` or ``"flex"`` (see :mod:`spa_core.attention`).
         mlp: ``"all"`` (MLP on every token) or ``"selected"`` (unselected tokens are untouched).
         gate: ``"selected"`` (eq. 5 on selected tokens) or ``"all"`` (also on the MLP input of
@@ -172,7 +180,7 @@ class SPABlock(nn.Module):
         backend: Backend = "sdpa",
         mlp: MLPMode = "all",
         gate: GateMode = "selected",
-        norm_layer: type[nn.Module] = nn.LayerNorm,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
     ) -> None:
         super().__init__()
         if layout not in ("packed", "padded"):
@@ -206,6 +214,36 @@ class SPABlock(nn.Module):
             nn.Linear(hidden, dim),
             nn.Dropout(dropout),
         )
+
+    @classmethod
+    def from_swin_block(cls, block: nn.Module, **options: Any) -> SPABlock:
+        """An SPA block with the weights of a torchvision or timm Swin (v1) ``SwinTransformerBlock``.
+
+        ``options``: SPA's own arguments (``threshold``, ``tau``, ``keep_ratio``, ``layout``,
+        ``backend``, ``mlp``, ``gate``); the rest (dims, heads, window, shift, MLP width, dropouts,
+        stochastic depth, LayerNorm eps) comes from ``block``. The gate starts open: weight 0, bias
+        :data:`~spa_core.from_swin.OPEN_GATE_LOGIT` (20), so ``sigmoid(logit) == 1`` and every token
+        is kept (in training too, unless a token's logistic noise falls below -24: p ~ 1e-11); on
+        maps that are window multiples the output is ``block``'s (fp32: ~1e-6). At logit 20 the task
+        loss's gradient through the sigmoid vanishes; the selection loss (BCE on the logits) trains
+        the gate. On other maps SPA attends real tokens only (see the README). Same device, dtype
+        and train/eval mode as ``block``. Raises ValueError naming what it cannot copy (Swin V2,
+        another MLP, a non-square window, a shift other than window // 2).
+        """
+        parts = read_swin_block(block)
+        clash = sorted(options.keys() & parts.config.keys())
+        if clash:
+            raise ValueError(f"from_swin_block takes {clash} from the block; pass only SPA's own options")
+        spa = cls(**parts.config, **options)
+        missing, unexpected = spa.load_state_dict(parts.state, strict=False)
+        assert sorted(missing) == ["gate.proj.bias", "gate.proj.weight"] and not unexpected, (
+            missing + unexpected
+        )
+        with torch.no_grad():
+            spa.gate.proj.weight.zero_()
+            spa.gate.proj.bias.fill_(OPEN_GATE_LOGIT)
+        weight = parts.state["attn.qkv.weight"]
+        return spa.to(device=weight.device, dtype=weight.dtype).train(block.training)
 
     def forward(
         self,
@@ -295,22 +333,22 @@ class SPABlock(nn.Module):
         """Pack the selected tokens, attend, unpack -> (rows [T] into x.view(B*H*W, C), image [T] of
         each row, attention update [T, C], containers B'); (None, None, None, 0) if nothing is selected."""
         B, H, W, C = xn.shape
-        layout = window_layout(H, W, self.window_size, self.shift, xn.device)
-        inside = layout.source >= 0  # [Np]
-        keep_w = keep.flatten(1)[:, layout.source.clamp(min=0)] & inside  # [B, Np] window-partition order
+        windows = window_layout(H, W, self.window_size, self.shift, xn.device)
+        inside = windows.source >= 0  # [Np]
+        keep_w = keep.flatten(1)[:, windows.source.clamp(min=0)] & inside  # [B, Np] window-partition order
         plan = pack_plan(keep_w, self.window_size**2, self.layout)
         if not plan.num_tokens:
             return None, None, None, 0
         image, cell = plan.index // keep_w.shape[1], plan.index % keep_w.shape[1]  # [T], [T]
-        rows = image * (H * W) + layout.source[cell]  # [T] into x.view(B * H * W, C)
+        rows = image * (H * W) + windows.source[cell]  # [T] into x.view(B * H * W, C)
         # index_select, not x[rows]: its backward is an index_add, ~25x faster on CPU than index's
         # accumulating index_put over the full map (rows are unique)
         gated = gate_features(xn.reshape(-1, C).index_select(0, rows), logits.flatten().index_select(0, rows))
         tokens = plan.to_slots(
             gated * weight.flatten().index_select(0, rows).unsqueeze(1)
         )  # [B', L, C] eq. 5, 6
-        pos = plan.to_slots(layout.pos[cell])  # [B', L, 2]
-        group = attention_groups(plan.image_id, plan.to_slots(layout.region[cell]))  # [B', L]
+        pos = plan.to_slots(windows.pos[cell])  # [B', L, 2]
+        group = attention_groups(plan.image_id, plan.to_slots(windows.region[cell]))  # [B', L]
         out = plan.from_slots(self.attn(tokens, pos, group))  # [T, C]
         out = drop_path(out, self.drop_path_rate, self.training, sample=image, batch=B)
         return rows, image, out, plan.num_containers
