@@ -27,26 +27,6 @@ def test_swin_t_equals_torchvision_features(tv_swin_t, torchvision_stages, size)
     _compare("swin_t", tv_swin_t, size, torchvision_stages)
 
 
-def test_forward_intermediates_nchw_equals_torchvision_features_permuted(tv_swin_t, torchvision_stages):
-    model = create_model("swin_t").eval()
-    load_swin_weights(model, tv_swin_t.state_dict())
-    x = torch.randn(1, 3, 160, 224, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        ours = model.forward_intermediates(x, output_fmt="NCHW")
-        last_two = model.forward_intermediates(x, indices=2)
-        nhwc = model.forward_intermediates(x, indices=[0], output_fmt="NHWC")
-        ref = torchvision_stages(tv_swin_t, x)
-    assert len(ours) == 4
-    for got, want in zip(ours, ref):
-        assert_close(got, want.permute(0, 3, 1, 2), atol=1e-5, rtol=0)
-    assert [m.shape for m in last_two] == [m.shape for m in ours[2:]]
-    assert_close(nhwc[0], ref[0], atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="output_fmt should be 'NCHW' or 'NHWC', got 'NLC'"):
-        model.forward_intermediates(x, output_fmt="NLC")
-    with pytest.raises(ValueError, match=r"stage indices should be in \[0, 4\), got \[4\]"):
-        model.forward_intermediates(x, indices=[4])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["swin_s", "swin_b"])
 def test_swin_s_b_equal_torchvision_features(torchvision_swin, torchvision_stages, name):

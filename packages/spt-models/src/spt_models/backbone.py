@@ -2,23 +2,30 @@
 
 Legend: B images, H, W input pixels, C channels of stage 1 (stage i has C * 2**(i-1)).
 
-    forward(x [B, 3, H, W], valid=None, generator=None) -> (maps, aux)
+    forward(x [B, 3, H, W], valid=None, generator=None, keep=None) -> (maps, aux)
 
 maps: ordered dict ``stage1..stage4`` of NHWC maps ``[B, H/4, W/4, C] .. [B, H/32, W/32, 8C]``,
-described by ``model.feature_info`` (timm's name / num_chs / reduction). aux: the model's selection
-record (a :class:`SelectionRecord`), or None for dense models (Swin, DAT). valid: the real extent of
-each image of a padded batch, ``[B, 2]`` integer (height, width) in pixels or a ``[B, H, W]`` bool
-pixel mask; each model uses it wherever its method can (never select padding, ratios over real
-tokens). generator: the random generator of training-time selection noise.
+described by ``model.feature_info`` (timm's name / num_chs / reduction); an FPN permutes them to
+NCHW (:class:`~spt_models.detection.fpn.BackboneWithFPN`). aux: the model's selection record (a
+:class:`SelectionRecord`), or None for dense models (Swin, DAT). valid: the real extent of each
+image of a padded batch, ``[B, 2]`` integer (height, width) in pixels or a ``[B, H, W]`` bool pixel
+mask; each model uses it wherever its method can (never select padding, ratios over real tokens).
+generator: the random generator of training-time selection noise. keep: ``{stride: [B, h, w]
+bool}``, the given selection of a model that needs one (``needs_keep``: an SPT built with
+``selection="given"``, the ground-truth oracle), made from a batch's selection labels by
+``keep_from_labels``; None for every other model, which ignores it.
 
-``forward_intermediates`` is timm's, so FPN code needs no permutes. ``vit_s16`` is the single-scale
-exception: ``forward(x, keep) -> (cls, tokens)``.
+Besides forward, every backbone has ``fresh_keys()`` (state-dict keys a Swin checkpoint does not
+provide, kept at their init by :func:`~spt_models.weights.load_swin_weights`), ``needs_keep``,
+``keep_from_labels(labels, height, width)`` and ``multiscale = True``. ``vit_s16``
+(:class:`~spt_models.vit.VisionTransformer`) is the one single-scale model and no Backbone:
+``multiscale = False``, ``forward(x, keep) -> (cls, tokens)``.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Protocol
 
 import torch
@@ -59,37 +66,38 @@ def stage_maps(features: nn.Sequential, x: Tensor) -> OrderedDict[str, Tensor]:
 
 
 class Backbone(nn.Module):
-    """Base class of the multi-scale backbones: the contract above, plus timm's
-    :meth:`forward_intermediates`. Subclasses set ``feature_info`` and implement ``forward``."""
+    """Base class of the multi-scale backbones: the contract above. Subclasses build ``features``
+    (Swin's layout: patch embedding, stage, merging, ..., stage) and ``feature_info``; the forward
+    here is the dense one (Swin, DAT), the models that select override it."""
 
+    multiscale = True  # four maps, strides 4 to 32: what detectors and the classifier's stage-4 pooling need
+    features: nn.Sequential
     feature_info: list[dict]
 
-    def forward_intermediates(
+    def forward(
         self,
         x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        output_fmt: str = "NCHW",
-        *,
         valid: Tensor | None = None,
         generator: torch.Generator | None = None,
-    ) -> list[Tensor]:
-        """Stage maps as a list, as timm's ``forward_intermediates(..., intermediates_only=True)``.
+        keep: dict[int, Tensor] | None = None,
+    ) -> tuple[OrderedDict[str, Tensor], SelectionRecord | None]:
+        """x [B, 3, H, W] -> (the four NHWC stage maps of ``features``, None): every token computed.
+        ``valid``, ``generator`` and ``keep`` are accepted for the contract and unused."""
+        return stage_maps(self.features, x), None
 
-        indices: None (all four stages), an int n (the last n stages) or stage indices 0..3.
-        output_fmt: ``"NCHW"`` ([B, c, h, w]) or ``"NHWC"`` ([B, h, w, c]).
-        """
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt should be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        if indices is None:
-            take = list(range(4))
-        elif isinstance(indices, int):
-            if not 1 <= indices <= 4:
-                raise ValueError(f"indices as an int takes the last n stages, 1 <= n <= 4, got {indices}")
-            take = list(range(4 - indices, 4))
-        else:
-            take = list(indices)
-            if any(not 0 <= i < 4 for i in take):
-                raise ValueError(f"stage indices should be in [0, 4), got {take}")
-        maps, _ = self(x, valid=valid, generator=generator)
-        out = [maps[STAGE_NAMES[i]] for i in take]
-        return [m.permute(0, 3, 1, 2) for m in out] if output_fmt == "NCHW" else out
+    def fresh_keys(self) -> list[str]:
+        """State-dict keys a Swin checkpoint does not provide (they keep their init when Swin weights
+        load): none."""
+        return []
+
+    @property
+    def needs_keep(self) -> bool:
+        """Whether forward needs ``keep``, a given selection (ground-truth oracle): no."""
+        return False
+
+    def keep_from_labels(
+        self, labels: dict[int, Tensor], height: int, width: int
+    ) -> dict[int, Tensor] | None:
+        """forward's ``keep`` from a batch's selection labels ``{stride: [B, h', w'] bool}`` for a
+        ``height x width`` input: None, the model selects by itself (or computes every token)."""
+        return None

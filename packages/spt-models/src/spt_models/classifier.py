@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import Backbone
-from .masks import fit_grid, token_grid, token_valid
+from .masks import fit_grid, token_valid
 from .registry import create_model
-from .spt import SPTBackbone
 from .vit import VisionTransformer
 
 
@@ -49,17 +48,12 @@ class Classifier(nn.Module):
             raise ValueError(f"backbone should be a registry backbone, got {type(backbone).__name__}")
         if num_classes < 1:
             raise ValueError(f"num_classes should be >= 1, got {num_classes}")
-        given = isinstance(backbone, SPTBackbone) and backbone.selection == "given"
-        if given != gt_select and not isinstance(backbone, VisionTransformer):
+        if backbone.multiscale and backbone.needs_keep != gt_select:
             raise ValueError(
                 "gt_select=True needs an SPT built with selection='given' (e.g. spt_t_oracle) or vit_s16"
             )
         self.backbone, self.gt_select = backbone, gt_select
-        dim = (
-            backbone.norm.normalized_shape[0]
-            if isinstance(backbone, VisionTransformer)
-            else backbone.feature_info[-1]["num_chs"]
-        )
+        dim = backbone.feature_info[-1]["num_chs"]  # stage 4's, or the ViT's tokens (its cls has the same)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
@@ -77,14 +71,11 @@ class Classifier(nn.Module):
         _, _, H, W = x.shape
         if self.gt_select and select is None:
             raise ValueError("gt_select=True: forward needs the selection labels (select={16: ..., 32: ...})")
-        if isinstance(self.backbone, VisionTransformer):
+        if not self.backbone.multiscale:
             pooled, aux = self._vit(x, select), None
         else:
-            keep = None
-            if self.gt_select:
-                keep = {s: fit_grid(select[s], self._grid(H, W, s)) for s in self.backbone.spa_strides}
-            kwargs = {"keep": keep} if keep is not None else {}
-            maps, aux = self.backbone(x, valid=valid, generator=generator, **kwargs)
+            keep = self.backbone.keep_from_labels(select, H, W) if self.gt_select else None
+            maps, aux = self.backbone(x, valid=valid, generator=generator, keep=keep)
             pooled = self._pool(maps["stage4"], valid)
         logits = self.head(self.norm(pooled))  # [B, K]
         losses: dict[str, Tensor] = {}
@@ -94,9 +85,6 @@ class Classifier(nn.Module):
                 for name, value in aux.losses(select).items():
                     losses[name] = self.loss_weights.get(name, 1.0) * value
         return logits, losses
-
-    def _grid(self, H: int, W: int, stride: int) -> tuple[int, int]:
-        return token_grid(H, W, stride, self.backbone.patch_size)
 
     def _vit(self, x: Tensor, select: dict[int, Tensor] | None) -> Tensor:
         """vit_s16: the cls feature [B, C]; with ``gt_select`` the stride-16 labels are its keep."""

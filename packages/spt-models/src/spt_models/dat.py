@@ -36,7 +36,6 @@ Our choices (stated, tested):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +45,7 @@ from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlo
 from torchvision.ops import MLP, StochasticDepth
 from torchvision.ops.misc import Permute
 
-from .backbone import Backbone, stage_maps
+from .backbone import Backbone
 from .registry import build, register_model
 from .swin import drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 
@@ -202,9 +201,10 @@ class DATBackbone(Backbone):
     """DAT feature extractor.
 
     forward: x [B, 3, H, W] -> (maps, None), the four NHWC maps as
-    :class:`~spt_models.swin.SwinBackbone`. Dense: ``valid`` and ``generator`` are accepted for the
-    contract (:mod:`spt_models.backbone`) and unused (keys are sampled from the padded map, as the
-    official code samples its padded batch).
+    :class:`~spt_models.swin.SwinBackbone`. Dense, the forward of
+    :class:`~spt_models.backbone.Backbone`: ``valid``, ``generator`` and ``keep`` are accepted for the
+    contract and unused (keys are sampled from the padded map, as the official code samples its
+    padded batch). Swin weights do not fit the deformable blocks (their attention has other keys).
     """
 
     def __init__(
@@ -265,11 +265,6 @@ class DATBackbone(Backbone):
                 for j, rate in enumerate(rates)
             )
         )
-
-    def forward(
-        self, x: Tensor, valid: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> tuple[OrderedDict[str, Tensor], None]:
-        return stage_maps(self.features, x), None
 
 
 @register_model

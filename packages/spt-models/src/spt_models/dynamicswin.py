@@ -270,10 +270,15 @@ class DynamicSwinBackbone(Backbone):
         return [k for k in self.state_dict() if k.startswith("predictors.") or ".fast_mlp." in k]
 
     def forward(
-        self, x: Tensor, valid: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        valid: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        keep: dict[int, Tensor] | None = None,
     ) -> tuple[OrderedDict[str, Tensor], PruningInfo]:
         """x [B, 3, H, W] -> (maps, info). valid: real extent of each padded image ([B, 2] or
-        [B, H, W], see :mod:`spt_models.backbone`); ``generator`` seeds the Gumbel noise (training)."""
+        [B, H, W], see :mod:`spt_models.backbone`); ``generator`` seeds the Gumbel noise (training);
+        ``keep`` is unused (the predictors decide)."""
         B, _, H, W = x.shape
         if valid is not None:
             check_valid(valid, B, H, W)

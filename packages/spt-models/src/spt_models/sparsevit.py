@@ -161,15 +161,16 @@ class SparseViTBackbone(Backbone):
         )
         self.features, self.feature_info = swin.features, swin.feature_info
 
-    def fresh_keys(self) -> list[str]:
-        """State-dict keys a torchvision Swin checkpoint does not provide: none."""
-        return []
-
     def forward(
-        self, x: Tensor, valid: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        valid: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        keep: dict[int, Tensor] | None = None,
     ) -> tuple[OrderedDict[str, Tensor], WindowSelection]:
         """x [B, 3, H, W] -> (maps, selection). valid: real extent of each padded image ([B, 2] or
-        [B, H, W]): window scores count real tokens only. ``generator`` is unused (deterministic)."""
+        [B, H, W]): window scores count real tokens only. ``generator`` (deterministic) and ``keep``
+        (the windows are scored, never given) are unused."""
         B, _, H, W = x.shape
         if valid is not None:
             check_valid(valid, B, H, W)

@@ -60,7 +60,7 @@ from spa_core.block import GateMode, MLPMode
 from spa_core.packing import Layout
 
 from .backbone import STAGE_NAMES, Backbone, stages
-from .masks import check_valid, fit_grid, token_valid
+from .masks import check_valid, fit_grid, token_grid, token_valid
 from .registry import build, register_model
 from .swin import drop_path_rates, feature_info, init_linear, patch_embed, swin_stage
 
@@ -253,6 +253,28 @@ class SPTBackbone(Backbone):
             if key.startswith(("gate.", "gate_norm.")) or ".gate.proj." in key or extra:
                 fresh.append(key)
         return fresh
+
+    @property
+    def needs_keep(self) -> bool:
+        """Whether forward needs ``keep`` masks: iff built with ``selection="given"`` (the oracle)."""
+        return self.selection == "given"
+
+    def keep_from_labels(
+        self, labels: dict[int, Tensor], height: int, width: int
+    ) -> dict[int, Tensor] | None:
+        """forward's ``keep`` from a batch's selection labels ``{stride: [B, h', w'] bool}`` (top-left
+        aligned, cropped or padded with False to each SPA stage's grid of a ``height x width`` input),
+        or None if the gates select (``selection="gate"``)."""
+        if not self.needs_keep:
+            return None
+        if any(s not in labels for s in self.spa_strides):
+            raise ValueError(
+                f"selection='given' needs selection labels at strides {list(self.spa_strides)}, "
+                f"got strides {sorted(labels)}"
+            )
+        return {
+            s: fit_grid(labels[s], token_grid(height, width, s, self.patch_size)) for s in self.spa_strides
+        }
 
     def forward(
         self,

@@ -14,15 +14,13 @@ that is not a multiple of 4 loses its last ``side % 4`` pixels, exactly as in to
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 from torchvision.models.swin_transformer import PatchMerging, SwinTransformerBlock
 from torchvision.ops.misc import Permute
 
-from .backbone import STAGE_NAMES, Backbone, stage_maps
+from .backbone import STAGE_NAMES, Backbone
 from .registry import build, register_model
 
 STAGE_INDEX = (1, 3, 5, 7)  # position of each stage in ``features``
@@ -105,9 +103,9 @@ class SwinBackbone(Backbone):
     forward: x [B, 3, H, W] -> (maps, None), maps the OrderedDict ``{"stage1": [B, H/4, W/4, C],
     "stage2": [B, H/8, W/8, 2C], "stage3": [B, H/16, W/16, 4C], "stage4": [B, H/32, W/32, 8C]}``, NHWC
     (torchvision's ``features`` stage outputs; sides rounded as the patch embedding floors and patch
-    merging ceils). ``feature_info`` lists the maps' channels and strides. Dense: ``valid`` and
-    ``generator`` are accepted for the contract (:mod:`spt_models.backbone`) and unused, as in
-    torchvision, the windows attend the batch padding.
+    merging ceils). ``feature_info`` lists the maps' channels and strides. Dense, the forward of
+    :class:`~spt_models.backbone.Backbone`: ``valid``, ``generator`` and ``keep`` are accepted for the
+    contract and unused; as in torchvision, the windows attend the batch padding.
     """
 
     def __init__(
@@ -134,15 +132,6 @@ class SwinBackbone(Backbone):
         self.features = nn.Sequential(*layers)
         self.feature_info = feature_info(embed_dim, len(depths), patch_size)
         init_linear(self)
-
-    def fresh_keys(self) -> list[str]:
-        """State-dict keys a torchvision Swin checkpoint does not provide: none."""
-        return []
-
-    def forward(
-        self, x: Tensor, valid: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> tuple[OrderedDict[str, Tensor], None]:
-        return stage_maps(self.features, x), None
 
 
 @register_model

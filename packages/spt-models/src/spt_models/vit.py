@@ -110,7 +110,11 @@ class VisionTransformer(nn.Module):
 
     forward(x [B, 3, H, W], keep [B, h, w] bool or None) -> (cls [B, C], tokens [B, h, w, C]),
     both after the final LayerNorm. ``feature_info`` describes the token map (stride 16).
+    ``multiscale = False``: not a :class:`~spt_models.backbone.Backbone` (one map, no stages), so
+    the classifier's head only, no detector.
     """
+
+    multiscale = False  # capability, as Backbone.multiscale: CLIs and configs ask it instead of the name
 
     def __init__(
         self,

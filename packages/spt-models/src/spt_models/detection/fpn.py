@@ -12,8 +12,6 @@ from torch import Tensor, nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from ..backbone import Backbone, SelectionRecord
-from ..masks import fit_grid, token_grid
-from ..spt import SPTBackbone
 
 
 class BackboneWithFPN(nn.Module):
@@ -40,18 +38,18 @@ class BackboneWithFPN(nn.Module):
         generator: torch.Generator | None = None,
         select: dict[int, Tensor] | None = None,
     ) -> tuple[OrderedDict[str, Tensor], SelectionRecord | None]:
-        """select: ``{stride: [B, h, w] bool}`` selection labels, the ``keep`` of an SPT built with
-        ``selection="given"`` (ground-truth oracle); unused otherwise."""
-        kwargs = {}
-        if isinstance(self.body, SPTBackbone) and self.body.selection == "given":
+        """select: ``{stride: [B, h, w] bool}`` selection labels of the batch, the ``keep`` of a backbone
+        that needs one (``needs_keep``: an SPT built with ``selection="given"``, the ground-truth
+        oracle); unused otherwise."""
+        keep = None
+        if self.body.needs_keep:
             if select is None:
                 raise ValueError(
-                    "an SPT with selection='given' needs the targets' 'select' labels, in eval too"
+                    f"{type(self.body).__name__} needs the targets' 'select' labels (a given selection), in eval too"
                 )
             _, _, H, W = x.shape
-            grid = {s: token_grid(H, W, s, self.body.patch_size) for s in self.body.spa_strides}
-            kwargs["keep"] = {s: fit_grid(select[s], grid[s]) for s in self.body.spa_strides}
-        maps, aux = self.body(x, valid=valid, generator=generator, **kwargs)
+            keep = self.body.keep_from_labels(select, H, W)
+        maps, aux = self.body(x, valid=valid, generator=generator, keep=keep)
         nchw = OrderedDict(
             (str(i), m.permute(0, 3, 1, 2)) for i, m in enumerate(maps.values())
         )  # [B, c, h, w]
