@@ -206,7 +206,7 @@ def check_runs():
     device), and every model a table benchmarks, checked when the workflow loads: a bad value stops
     Snakemake before any job."""
     from spt_models import list_models
-    from spt_train.config import ConfigError, RunConfig, build, check_model
+    from spt_train.config import ConfigError, RunConfig, check_model, from_mapping
 
     models = list_models()
     for name, table in config["tables"].items():
@@ -227,7 +227,7 @@ def check_runs():
         spec = {**run_spec(run), "data": {"train": {"records": made, "labels": made}}, "out_dir": "-"}
         where = f"config runs.{run}"
         try:
-            check_model(build(RunConfig, spec, where, ""), where)
+            check_model(from_mapping(RunConfig, spec, where, ""), where)
         except ConfigError as e:
             raise ValueError(str(e)) from None
 

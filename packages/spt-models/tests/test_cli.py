@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from spt_models import count_macs, create_model
-from spt_models.cli import main, parse_size
+from spt_models.cli import main
+from spt_models.cliargs import size
 
 
 def test_profile_writes_table_and_json(tmp_path, capsys):
@@ -40,10 +41,10 @@ def test_profile_head_measures_the_whole_detector(tmp_path, capsys):
     assert row["macs"] > backbone and row["params"] > row["backbone_params"] == 27_517_818
 
 
-def test_parse_size_is_width_by_height():
-    assert parse_size("1280x800") == (800, 1280)
+def test_size_is_width_by_height_in_that_order():
+    assert size("1280x800") == (1280, 800)
     with pytest.raises(Exception, match="WIDTHxHEIGHT"):
-        parse_size("1280")
+        size("1280")
 
 
 def usage_error(argv, capsys) -> str:
@@ -58,17 +59,24 @@ def usage_error(argv, capsys) -> str:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["profile", "--repeats", "-3"], "argument --repeats: should be an integer >= 0, got '-3'"),
-        (["profile", "--batch", "-1"], "argument --batch: should be an integer >= 1, got '-1'"),
-        (["profile", "--batch", "two"], "argument --batch: should be an integer, got 'two'"),
-        (["profile", "--ratio", "1.5"], "argument --ratio: should be a number in [0, 1], got '1.5'"),
-        (["profile", "--device", "gpu"], "argument --device: should be cpu, cuda or cuda:N, got 'gpu'"),
+        (["profile", "--repeats", "-3"], "argument --repeats: must be an integer >= 0, got '-3'"),
+        (["profile", "--batch", "-1"], "argument --batch: must be a positive integer, got '-1'"),
+        (["profile", "--batch", "two"], "argument --batch: must be an integer, got 'two'"),
+        (["profile", "--ratio", "1.5"], "argument --ratio: must be a number in [0, 1], got '1.5'"),
+        (
+            ["profile", "--device", "gpu"],
+            "argument --device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'",
+        ),
         (
             ["profile", "--size", "1280"],
-            "argument --size: size should be WIDTHxHEIGHT, e.g. 1280x800, got '1280'",
+            "argument --size: must be WIDTHxHEIGHT, e.g. 1280x800, got '1280'",
         ),
-        (["bench", "--ratios", "0.5", "most"], "argument --ratios: should be a number in [0, 1], got 'most'"),
-        (["bench", "--repeats", "0"], "argument --repeats: should be an integer >= 1, got '0'"),
+        (
+            ["profile", "--size", "1280x16"],
+            "argument --size: must be WIDTHxHEIGHT with both sides >= 32, got '1280x16'",
+        ),
+        (["bench", "--ratios", "0.5", "most"], "argument --ratios: must be a number in [0, 1], got 'most'"),
+        (["bench", "--repeats", "0"], "argument --repeats: must be a positive integer, got '0'"),
         (["bench", "--mlp", "some"], "argument --mlp: invalid choice: 'some' (choose from "),
     ],
 )
@@ -82,15 +90,24 @@ def test_unknown_model_is_a_usage_error(capsys, tmp_path):
     assert last.startswith("spt-models: error: unknown model(s) ['swin_x']; known models: dat_s, dat_t")
 
 
-def test_unwritable_output_is_refused_before_any_work(capsys):
-    last = usage_error(["profile", "--models", "swin_x", "--out", "/proc/nope/p.json"], capsys)
-    assert last.startswith("spt-models: error: --out /proc/nope/p.json: cannot write there (")
+def test_unwritable_or_missing_output_is_refused_before_any_work(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    last = usage_error(["profile", "--models", "swin_x", "--out", str(blocker / "p.json")], capsys)
+    assert (
+        last
+        == f"spt-models profile: error: argument --out: cannot write {blocker / 'p.json'}: {blocker} is a file, not a folder"
+    )
+    last = usage_error(["bench", "--out", str(tmp_path)], capsys)
+    assert last == f"spt-models bench: error: argument --out: {tmp_path} is a directory, expected a file name"
+    last = usage_error(["bench"], capsys)
+    assert last == "spt-models bench: error: the following arguments are required: --out"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_device_without_cuda_is_a_usage_error(capsys, tmp_path):
     last = usage_error(["profile", "--device", "cuda", "--out", str(tmp_path / "p.json")], capsys)
-    assert last.startswith("spt-models: error: --device cuda: CUDA is not available on this machine")
+    assert last.startswith("spt-models: error: device 'cuda': this machine has no CUDA device (torch ")
 
 
 def test_help_does_not_import_torch():
@@ -102,7 +119,8 @@ def test_help_does_not_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "--macs-size" in result.stdout and "(default: 1280x800)" in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "--macs-size MACS_SIZE input WIDTHxHEIGHT of the MAC count (default: 1280x800)" in text
 
 
 def test_bench_prints_ratio_tables_and_writes_json(tmp_path, capsys):

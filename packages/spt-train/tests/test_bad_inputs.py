@@ -93,7 +93,7 @@ def test_outputs_that_cannot_be_written_stop_before_any_work(trained, tmp_path, 
     with pytest.raises(SystemExit, match="2"):  # a usage error, before the split is predicted
         main(["eval", str(path), "--out", str(blocker / "m.json")])
     assert capsys.readouterr().err.endswith(
-        f"error: cannot write --out {blocker / 'm.json'}: {blocker} is a file, not a folder\n"
+        f"spt-train eval: error: argument --out: cannot write {blocker / 'm.json'}: {blocker} is a file, not a folder\n"
     )
     assert main(["fit", str(path), "--set", f"out_dir={blocker / 'run'}"]) == 2
     assert capsys.readouterr().err == (
@@ -107,7 +107,8 @@ def test_outputs_that_cannot_be_written_stop_before_any_work(trained, tmp_path, 
     with pytest.raises(SystemExit, match="2"):
         main(["eval", str(path), "--out", str(tmp_path / "m.json")])
     assert capsys.readouterr().err.endswith(
-        f"error: cannot write --out {tmp_path / 'm.json'}: folder {tmp_path} is not writable (Permission denied)\n"
+        f"spt-train eval: error: argument --out: cannot write {tmp_path / 'm.json'}: folder {tmp_path} is not "
+        "writable (Permission denied)\n"
     )
 
 

@@ -68,7 +68,9 @@ def test_eval_usage_errors_exit_2(tmp_path, capsys):
     assert "nope.parquet: file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--models", "swin_t", "--out", str(tmp_path)])
-    assert f"--out {tmp_path}: is a directory" in capsys.readouterr().err
+    assert f"spt-train bench: error: argument --out: {tmp_path} is a directory, expected a file name" in (
+        capsys.readouterr().err
+    )
 
 
 def test_eval_of_a_checkpoint_then_table(write_config, tmp_path, capsys):
@@ -126,3 +128,61 @@ def test_bench_writes_params_macs_and_fps(tmp_path, capsys):
     row = json.loads(out.read_text())["rows"][0]
     assert row["model"] == "swin_t" and row["macs_g"] > row["backbone_macs_g"] > 0 and row["backbone_fps"] > 0
     assert "overall MACs (G)" in capsys.readouterr().out
+
+
+def test_help_is_fast_and_no_module_imports_the_cli():
+    """``--help`` of every command does not import torch, and the commands' modules
+    take their argument types from spt_train.cliargs: nothing but ``python -m spt_train`` imports
+    spt_train.cli, and nothing imports another package's CLI."""
+    import ast
+    import subprocess
+    import sys
+
+    import spt_train
+
+    code = (
+        "import sys\nfrom spt_train.cli import build_parser, main\n"
+        "commands = build_parser()._subparsers._group_actions[0].choices\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in commands]:\n"
+        "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0, argv\n"
+        "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "input WIDTHxHEIGHT (default: 1280x800)" in " ".join(result.stdout.split())
+    for path in Path(spt_train.__file__).parent.rglob("*.py"):  # __main__: the entry point
+        if path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}", *(a.name for a in node.names)]
+                assert not {".cli", "spt_train.cli", "spt_models.cli", "spt_data.cli"} & set(names), path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "gpu"], "argument --device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+        (["--size", "1280"], "argument --size: must be WIDTHxHEIGHT, e.g. 1280x800, got '1280'"),
+        (["--size", "1280x16"], "argument --size: must be WIDTHxHEIGHT with both sides >= 32, got '1280x16'"),
+        (["--repeats", "-1"], "argument --repeats: must be an integer >= 0, got '-1'"),
+        (["--head", "retinanet"], "argument --head: invalid choice: 'retinanet' (choose from "),
+    ],
+)
+def test_bench_bad_arguments_are_one_usage_line(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--models", "swin_t", *args, "--out", str(tmp_path / "b.json")])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"spt-train bench: error: {message}")
+
+
+def test_bench_on_a_device_this_machine_lacks_is_a_usage_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--models", "swin_t", "--device", "cuda:0", "--out", str(tmp_path / "b.json")])
+    assert e.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("spt-train: error: device 'cuda:0': this machine has no CUDA device (torch ")

@@ -133,3 +133,33 @@ def test_set_overrides_and_bad_set(write_config, capsys):
     with pytest.raises(SystemExit):
         main(["fit", str(write_config()), "--set", "train.epochs"])
     assert "--set takes KEY=VALUE, e.g. train.epochs=3, got 'train.epochs'" in capsys.readouterr().err
+
+
+def enums_naming(node, value):
+    """Every ``enum`` list of a schema (nested mappings and lists) that holds ``value``."""
+    if isinstance(node, dict):
+        found = [node["enum"]] if value in (node.get("enum") or []) else []
+        return found + [e for child in node.values() for e in enums_naming(child, value)]
+    if isinstance(node, list):
+        return [e for child in node for e in enums_naming(child, value)]
+    return []
+
+
+def test_the_heads_are_defined_once_the_schema_and_the_config_agree():
+    """spt_models.detection.HEADS is the one list: the config's model.head takes it and
+    "classifier", the CLIs' --head choices are it, and the workflow schema's head enums match."""
+    import typing
+    from pathlib import Path
+
+    from spt_models.detection import HEADS
+    from spt_train.cli import build_parser
+    from spt_train.config import MODEL_HEADS, ModelConfig
+
+    assert (
+        typing.get_args(typing.get_type_hints(ModelConfig)["head"]) == MODEL_HEADS == (*HEADS, "classifier")
+    )
+    schema = Path(__file__).resolve().parents[3] / "workflows" / "schemas" / "config.schema.yaml"
+    enums = enums_naming(yaml.safe_load(schema.read_text()), HEADS[0])
+    assert enums and all(tuple(e) in (HEADS, MODEL_HEADS) for e in enums), enums
+    bench = build_parser()._subparsers._group_actions[0].choices["bench"]
+    assert next(a.choices for a in bench._actions if a.dest == "head") == HEADS

@@ -25,6 +25,7 @@ __all__ = [
     "ratio",
     "split_name",
     "synth_size",
+    "writable_file",
 ]
 
 Error = argparse.ArgumentTypeError
@@ -109,17 +110,24 @@ def _check_writable_folder(path: Path, text: str) -> None:
         raise Error(str(e)) from None
 
 
+def writable_file(text: str) -> Path:
+    """An output file of any suffix: not a folder, in a folder that exists or can be created and
+    takes a new file (the check of every CLI's ``--out``; spt-train uses it too)."""
+    path = Path(text)
+    if path.is_dir():
+        raise Error(f"{text} is a directory, expected a file name")
+    _check_writable_folder(path, text)
+    return path
+
+
 def output_file(*suffixes: str, what: str) -> Callable[[str], Path]:
-    """-> a type function for an output file ending in one of ``suffixes``; ``what`` names the format."""
+    """-> a type function for an output file (:func:`writable_file`) ending in one of ``suffixes``;
+    ``what`` names the format."""
 
     def check(text: str) -> Path:
-        path = Path(text)
-        if path.suffix.lower() not in suffixes:
+        if Path(text).suffix.lower() not in suffixes:
             raise Error(f"must end in {' or '.join(suffixes)} ({what}), got {text!r}")
-        if path.is_dir():
-            raise Error(f"{text} is a directory, expected a file name")
-        _check_writable_folder(path, text)
-        return path
+        return writable_file(text)
 
     check.__name__ = "output file"
     return check

@@ -15,6 +15,10 @@ on a shared machine hits them alike; warm-up rounds first; medians):
                the input and the select ratio;
 ``macs``       FlopCounterMode // 2 of one eval forward of one image at ``macs_size``
                (:func:`~spt_models.profiling.count_macs`).
+
+``spt-models bench``: :func:`bench_document` runs the study and returns the JSON document,
+:func:`format_bench` its tables. Sizes: the document and the CLI say ``WIDTHxHEIGHT``;
+:class:`Study` and :func:`run_study` take ``(height, width)`` as torch does.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .masks import random_keep, token_grid
-from .profiling import count_macs
+from .profiling import MACS_COUNTING, count_macs
 from .registry import create_model
 
 log = logging.getLogger(__name__)
@@ -98,7 +103,7 @@ def stage_keep(
     }
 
 
-def build(candidate: Candidate, device: torch.device, seed: int) -> nn.Module:
+def candidate_model(candidate: Candidate, device: torch.device, seed: int) -> nn.Module:
     """The candidate's model (random init: costs do not depend on weights); SPT selects by ``keep``."""
     torch.manual_seed(seed)
     if candidate.mlp is None:
@@ -130,7 +135,7 @@ class Study:
             key = (c.model, c.mlp, c.backend)
             if key not in self.models:
                 log.info("building %s", c.label if c.mlp is None else f"{c.model} mlp={c.mlp} {c.backend}")
-                self.models[key] = build(c, device, seed)
+                self.models[key] = candidate_model(c, device, seed)
 
     def model(self, c: Candidate) -> nn.Module:
         return self.models[(c.model, c.mlp, c.backend)]
@@ -277,3 +282,113 @@ def add_ratios(rows: list[dict], references: Sequence[str] = REFERENCES) -> list
                 if m in r and base.get(m):
                     r[f"{m}/{ref}"] = r[m] / base[m]
     return rows
+
+
+CUDA_SIZE, CPU_SIZE = (1280, 800), (640, 400)  # default timed input (width, height)
+
+
+def bench_document(
+    *,
+    device: torch.device,
+    baselines: Sequence[str] = BASELINES,
+    spt_models: Sequence[str] = SPT_MODELS,
+    ratios: Sequence[float | str] = RATIOS,
+    mlps: Sequence[str] = ("all", "selected"),
+    backends: Sequence[str] = ("auto",),
+    size: tuple[int, int] | None = None,
+    macs_size: tuple[int, int] | None = (1280, 800),
+    batches: Sequence[int] = (1, 8),
+    train_batch: int = 2,
+    dtype: str = "auto",
+    warmup: int = 1,
+    repeats: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The study's JSON document: environment, input, the memory reading and one row per candidate
+    with its ratios against the references (:func:`add_ratios`). ``size``, ``macs_size``: (width,
+    height) of the timed input (default :data:`CUDA_SIZE` on CUDA, :data:`CPU_SIZE` on CPU) and of
+    the MAC count (None: no MACs). ``dtype``: ``float32``, ``bfloat16`` (autocast) or ``auto``
+    (bfloat16 on CUDA, float32 on CPU)."""
+    from .environment import environment
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
+        dtype, torch.bfloat16 if device.type == "cuda" else torch.float32
+    )
+    width, height = size or (CUDA_SIZE if device.type == "cuda" else CPU_SIZE)
+    rows = candidates(baselines, spt_models, ratios, mlps, backends)
+    study = Study(rows, device=device, size=(height, width), dtype=torch_dtype, seed=seed)
+    results = run_study(
+        study,
+        batches=batches,
+        train_batch=train_batch,
+        macs_size=None if macs_size is None else (macs_size[1], macs_size[0]),
+        warmup=warmup,
+        repeats=repeats,
+    )
+    return {
+        "environment": environment(device),
+        "input": {
+            "height": height,
+            "width": width,
+            "batches": list(batches),
+            "train_batch": train_batch,
+            "macs_size": None if macs_size is None else f"{macs_size[0]}x{macs_size[1]}",
+            "dtype": str(torch_dtype).removeprefix("torch."),
+            "seed": seed,
+        },
+        "timing": {"warmup": warmup, "repeats": repeats},
+        "macs_counting": MACS_COUNTING,
+        "memory": (
+            "peak CUDA memory allocated during one training step"
+            if device.type == "cuda"
+            else "bytes autograd saves for backward in one training step (CPU has no allocator statistics)"
+        ),
+        "rows": add_ratios(results),
+    }
+
+
+def format_bench(document: dict[str, Any]) -> str:
+    """Two tables: absolute values, then ratios against Swin-T (/S) and DynamicSwin-T (/D), and a legend."""
+    rows = document["rows"]
+    fps = [k for k in rows[0] if k.startswith("fps_b") and "/" not in k]
+    width = max(len(r["label"]) for r in rows)
+
+    def cell(r: dict, key: str, scale: float = 1.0, fmt: str = "{:8.2f}") -> str:
+        return fmt.format(r[key] * scale) if r.get(key) is not None else f"{'-':>8}"
+
+    head = f"{'candidate':<{width}} {'MACs G':>8} " + " ".join(f"{k.replace('fps_', 'FPS '):>8}" for k in fps)
+    lines = [head + f" {'step ms':>8} {'mem MiB':>8}"]
+    for r in rows:
+        values = [cell(r, "macs", 1e-9)] + [cell(r, k) for k in fps]
+        lines.append(
+            f"{r['label']:<{width}} " + " ".join(values) + f" {cell(r, 'step_ms', fmt='{:8.0f}')} "
+            f"{cell(r, 'memory_mib', fmt='{:8.0f}')}"
+        )
+    metrics = ["macs", *fps, "step_ms", "memory_mib"]
+    short = {
+        "macs": "MAC",
+        "step_ms": "step",
+        "memory_mib": "mem",
+        **{k: k.replace("fps_", "FPS ") for k in fps},
+    }
+    names = [f"{short[m]}/{ref}" for m in metrics for ref in ("S", "D")]
+    lines += ["", f"{'ratios':<{width}} " + " ".join(f"{n:>9}" for n in names)]
+    for r in rows:
+        values = [
+            f"{r[f'{m}/{ref}']:9.3f}" if f"{m}/{ref}" in r else f"{'-':>9}"
+            for m in metrics
+            for ref in REFERENCES
+        ]
+        lines.append(f"{r['label']:<{width}} " + " ".join(values))
+    env, inp = document["environment"], document["input"]
+    lines += [
+        "",
+        f"{env['device']}, torch {env['torch']}, {env['threads']} threads, {inp['dtype']}, timed input "
+        f"{inp['width']}x{inp['height']}, MACs at {inp['macs_size'] or '-'}",
+        "MACs G: multiply-accumulates of one eval forward of one image (FlopCounterMode / 2), in 1e9.",
+        "FPS bN: images/s of eval forwards of batch N (median of interleaved repeats).",
+        f"step ms: one training step (forward + backward), batch {inp['train_batch']}; mem MiB: {document['memory']}.",
+        "X/S, X/D: the row's value / Swin-T's, / DynamicSwin-T's (FPS > 1 is faster; MAC, step, mem < 1 is cheaper).",
+        "r=spread: per-image select ratios evenly spaced in 0.05-0.6 over the batch (batch 1: 0.325).",
+    ]
+    return "\n".join(lines)

@@ -125,7 +125,7 @@ def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> Non
     """A checkpoint resumes only the run it came from: same model and same training data/schedule."""
     now = to_dict(config)
     defaults = to_dict(RunConfig(data=None, out_dir=""))["train"]  # keys added since it was written
-    saved = {**saved, "model": saved_model(saved["model"]), "train": {**defaults, **saved["train"]}}
+    saved = {**saved, "model": saved_model_config(saved["model"]), "train": {**defaults, **saved["train"]}}
     for section in ("model", "data", "train"):
         for key in sorted(set(saved[section]) | set(now[section])):
             if key in ("epochs", "max_steps", "log_steps", "num_workers", "checkpoint_steps"):
@@ -138,7 +138,7 @@ def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> Non
                 )
 
 
-def saved_model(model: dict[str, Any]) -> dict[str, Any]:
+def saved_model_config(model: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's ``model`` config with the keys added since it was written at their defaults
     (``gt_select``), so older checkpoints still resume and evaluate."""
     return {**dataclasses.asdict(ModelConfig()), **model}

@@ -1,4 +1,5 @@
-"""``spt-train``: ``fit`` | ``eval`` | ``bench`` | ``table``.
+"""``spt-train``: ``fit`` | ``eval`` | ``bench`` | ``table``, and the pipeline's ``config`` | ``row`` |
+``figure`` | ``backbone`` | ``curve``.
 
     spt-train fit run.yaml [--set train.epochs=1 ...]        train (resumes from out_dir/last.pt)
     torchrun --nproc-per-node 2 -m spt_train fit run.yaml      the same on 2 processes (DDP)
@@ -9,8 +10,12 @@
     spt-train bench --run run.yaml --checkpoint runs/x/last.pt --images 16 --out bench_x.json
     spt-train table --metrics runs/*/metrics.json --columns AP50=bbox.AP50 select_ratio --out t2.csv
 
+Every command that writes a file takes a required ``--out``, checked before any work (argument
+types: :mod:`spt_train.cliargs`); ``bench --device`` takes auto, cpu, cuda, cuda:N or mps (``fit``
+and ``eval`` read the config's ``device``), a device this machine lacks being a usage error.
 Exit codes: 0 success, 2 usage, config or data error (one line naming the file and the key or
-record), 1 anything else. torch is imported inside the commands, so ``--help`` is instant.
+record), 1 anything else. torch is imported inside the commands, so ``--help`` is instant. The
+commands' modules import their argument types from :mod:`spt_train.cliargs`, never from here.
 """
 
 from __future__ import annotations
@@ -19,28 +24,23 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
-from spt_models.cli import nonnegative_int, parse_size  # argument types shared with spt-models
+from spt_models.detection import HEADS
+
+from .cliargs import (
+    DEVICE_HELP,
+    device_name,
+    existing_file,
+    nonneg_int,
+    output_file,
+    parse_override,
+    parse_ratios,
+    positive_int,
+    size,
+)
 
 log = logging.getLogger("spt_train")
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``train.epochs=3`` -> ("train.epochs", 3): the value is read as YAML (numbers, lists, null)."""
-    import yaml
-
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, e.g. train.epochs=3, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
-
-
-def existing_file(text: str) -> Path:
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text}: file not found")
-    return path
+BENCH_SIZE = "1280x800"  # bench --models: the input WIDTHxHEIGHT without --size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,16 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--macs-images",
-        type=nonnegative_int,
+        type=nonneg_int,
         default=16,
         help="backbone MACs per image (mean, p10, p90) measured on the first N images of the split",
     )
     p.add_argument(
         "--set", dest="overrides", type=parse_override, action="append", default=[], help="KEY=VALUE override"
     )
-    p.add_argument("--out", type=Path, required=True, help="metrics JSON to write (atomically)")
-    from spt_models.cli import positive_int
-
+    p.add_argument("--out", type=output_file, required=True, help="metrics JSON to write (atomically)")
     p = sub.add_parser(
         "bench",
         help="params, MACs and backbone FPS: untrained models (--models), or a trained checkpoint at "
@@ -106,15 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     models_only = "with --models: "
     p.add_argument(
         "--head",
-        choices=["faster_rcnn", "mask_rcnn", "cascade_mask_rcnn"],
+        choices=HEADS,
         default=argparse.SUPPRESS,
         help=models_only + "detector head (default: mask_rcnn)",
     )
     p.add_argument(
         "--size",
-        type=parse_size,
+        type=size,
         default=argparse.SUPPRESS,
-        help=models_only + "input WIDTHxHEIGHT (default: 1280x800)",
+        help=models_only + f"input WIDTHxHEIGHT (default: {BENCH_SIZE})",
     )
     ratios = p.add_mutually_exclusive_group()
     ratios.add_argument(
@@ -168,18 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--repeats",
-        type=nonnegative_int,
+        type=nonneg_int,
         default=5,
         help="timed backbone forwards (per image with --run; 0: no FPS)",
     )
     p.add_argument(
         "--warmup",
-        type=nonnegative_int,
+        type=nonneg_int,
         default=1,
         help="untimed forwards before them (after the MAC counts)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--out", type=Path, required=True, help="JSON to write (atomically)")
+    p.add_argument(
+        "--device", type=device_name, default="auto", help=f"{DEVICE_HELP} (auto: CUDA if present)"
+    )
+    p.add_argument("--out", type=output_file, required=True, help="JSON to write (atomically)")
     p = sub.add_parser("table", help="metrics JSON files -> a CSV table with provenance", formatter_class=fmt)
     p.add_argument(
         "--metrics", type=existing_file, nargs="+", required=True, help="metrics JSON files, one row each"
@@ -189,25 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--names", nargs="+", help="row names (default: each file's folder name)")
     p.add_argument("--profile", default="demo", help="the run profile, written in every row")
-    p.add_argument("--out", type=Path, required=True, help="CSV to write (atomically)")
-    from . import compose, curve, export, figures, rows  # the pipeline's commands
+    p.add_argument("--out", type=output_file, required=True, help="CSV to write (atomically)")
+    p = sub.add_parser("config", help="compose, check and write a run config (YAML)", formatter_class=fmt)
+    p.add_argument("base", type=existing_file, nargs="?", help="run config to start from (default: empty)")
+    p.add_argument(
+        "--set", dest="overrides", type=parse_override, action="append", default=[], help="KEY=VALUE override"
+    )
+    p.add_argument("--out", type=output_file, required=True, help="resolved run config to write (atomically)")
+    from . import curve, export, figures, rows  # the pipeline's commands
 
-    for module in (compose, rows, figures, export, curve):
+    for module in (rows, figures, export, curve):
         module.add_parser(sub, fmt)
     return parser
-
-
-def check_out(parser: argparse.ArgumentParser, out: Path) -> None:
-    """An output path that cannot be written is a usage error before any work."""
-    from spt_data import DataError
-    from spt_data.io import check_writable
-
-    if out.is_dir():
-        parser.error(f"--out {out}: is a directory")
-    try:
-        check_writable(out, f"--out {out}")
-    except DataError as e:
-        parser.error(str(e))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,19 +213,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from .config import ConfigError, RunError
 
-    if getattr(args, "out", None) is not None:
-        check_out(parser, args.out)
     if args.command == "eval" and (args.predictions is None) == (args.config is None):
         parser.error("eval takes a run config (a checkpoint) or --gt and --predictions (a predictions file)")
     if args.command == "eval" and args.predictions is not None and args.gt is None:
         parser.error("eval --predictions needs --gt records.parquet")
-    try:
-        commands = {"fit": _fit, "eval": _eval, "bench": _bench, "table": _table}
-        if args.command not in commands:  # config, row, figure: their module's run(args)
-            from . import compose, curve, export, figures, rows
+    if getattr(args, "device", None) is not None:  # bench; fit and eval read the config's device
+        from spt_models.environment import pick_device
 
-            commands.update(config=compose.run, row=rows.run, figure=figures.run, backbone=export.run)
-            commands.update(curve=curve.run)
+        try:
+            args.device = str(pick_device(args.device))
+        except ValueError as e:
+            parser.error(str(e))
+    try:
+        commands = {"fit": _fit, "eval": _eval, "bench": _bench, "table": _table, "config": _config}
+        if args.command not in commands:  # row, figure, backbone, curve: their module's run(args)
+            from . import curve, export, figures, rows
+
+            commands.update(row=rows.run, figure=figures.run, backbone=export.run, curve=curve.run)
         return commands[args.command](args)
     except (ConfigError, DataError, RunError, KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) else e
@@ -301,27 +298,6 @@ def _fmt(value: float | None) -> str:
     return "nan" if value is None else f"{value:.3f}"
 
 
-def parse_ratios(text: str) -> dict[int, float]:
-    """``16=0.31,32=0.45`` -> {16: 0.31, 32: 0.45}: select ratios in [0, 1] by stride."""
-    ratios: dict[int, float] = {}
-    for part in text.split(","):
-        stride, sep, value = part.partition("=")
-        try:
-            s, r = int(stride), float(value)
-        except ValueError:
-            s = r = None
-        if not sep or s is None or r is None or s < 1:
-            raise argparse.ArgumentTypeError(
-                f"expected STRIDE=RATIO[,STRIDE=RATIO...], e.g. 16=0.31,32=0.45, got {text!r}"
-            )
-        if not 0.0 <= r <= 1.0:
-            raise argparse.ArgumentTypeError(f"stride {s}: ratio {value} must be in [0, 1]")
-        if s in ratios:
-            raise argparse.ArgumentTypeError(f"stride {s} is given twice in {text!r}")
-        ratios[s] = r
-    return ratios
-
-
 BENCH_MODELS_ONLY = {
     "head": "--head",
     "size": "--size",
@@ -344,7 +320,6 @@ def _bench(args: argparse.Namespace) -> int:
     from spt_models import list_models
 
     from .bench import bench, bench_run, check_ratios, format_bench, ratios_from_metrics
-    from .distributed import pick_device
 
     form, other, wrong_for = (
         ("--run", "--models", BENCH_MODELS_ONLY) if args.run else ("--models", "--run", BENCH_RUN_ONLY)
@@ -369,7 +344,7 @@ def _bench(args: argparse.Namespace) -> int:
             images=getattr(args, "images", 16),
             repeats=args.repeats,
             warmup=args.warmup,
-            device=str(pick_device(args.device)),
+            device=args.device,
         )
     else:
         unknown = [m for m in args.models if m not in list_models() or m == "vit_s16"]
@@ -382,15 +357,14 @@ def _bench(args: argparse.Namespace) -> int:
             flag = f"--ratios-from {args.ratios_from}"
             ratios, source, mlp = ratios_from_metrics(args.ratios_from)
         check_ratios(args.models, ratios, getattr(args, "mlp", None), flag)
-        height, width = getattr(args, "size", (800, 1280))
-        device = str(pick_device(args.device))
+        width, height = getattr(args, "size", size(BENCH_SIZE))
         doc = bench(
             args.models,
             getattr(args, "head", "mask_rcnn"),
             height,
             width,
             args.repeats,
-            device,
+            args.device,
             warmup=args.warmup,
             ratios=ratios,
             ratios_source=source,
@@ -398,6 +372,19 @@ def _bench(args: argparse.Namespace) -> int:
         )
     print(format_bench(doc))
     atomic_write_text(args.out, json.dumps(doc, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from spt_data.io import atomic_write_text
+
+    from .config import compose_config, to_dict
+
+    config = compose_config(args.base, dict(args.overrides), str(args.out))
+    atomic_write_text(args.out, yaml.safe_dump(to_dict(config), sort_keys=False))
     print(f"wrote {args.out}")
     return 0
 

@@ -12,7 +12,6 @@ import dataclasses
 import difflib
 import itertools
 import math
-import re
 import types
 import typing
 from collections.abc import Iterable
@@ -22,7 +21,11 @@ from typing import Any, Literal
 
 import yaml
 
+from spt_models.cliargs import DEVICE_HELP, is_device_name
+from spt_models.detection import HEADS
+
 __all__ = [
+    "MODEL_HEADS",
     "ConfigError",
     "DataConfig",
     "ModelConfig",
@@ -31,8 +34,12 @@ __all__ = [
     "SplitConfig",
     "TrainConfig",
     "check_model",
+    "compose_config",
+    "from_mapping",
     "load_config",
 ]
+
+MODEL_HEADS = (*HEADS, "classifier")  # model.head: a detector head of spt_models.detection, or a classifier
 
 
 class ConfigError(ValueError):
@@ -48,7 +55,7 @@ class RunError(RuntimeError):
 @dataclass
 class ModelConfig:
     name: str = "spt_t"  # a registered backbone (spt_models.list_models())
-    head: Literal["faster_rcnn", "mask_rcnn", "cascade_mask_rcnn", "classifier"] = "faster_rcnn"
+    head: Literal[MODEL_HEADS] = "faster_rcnn"
     backbone: dict[str, Any] = field(default_factory=dict)  # overrides of the backbone's config fields
     detector: dict[str, Any] = field(default_factory=dict)  # torchvision detector options (rpn_*, box_*)
     select_weight: float = 0.01  # alpha of eq. 10
@@ -124,7 +131,6 @@ POSITIVE = {
 NON_NEGATIVE = {"warmup_steps", "num_workers", "checkpoint_steps", "weight_decay", "select_weight", "seed"}
 UNIT = {"flip", "warmup_factor", "gamma"}
 PATHS = {"records", "labels", "images", "weights"}
-DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -138,19 +144,41 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a mapping of sections, got {type(data).__name__}")
-    for key, value in (overrides or {}).items():
+    return checked_config(apply_overrides(data, overrides or {}, str(path)), path)
+
+
+def compose_config(base: Path | None, overrides: dict[str, Any], name: str) -> RunConfig:
+    """``spt-train config``: the ``base`` file's mapping (or ``{}``) with dotted ``overrides``
+    applied, checked as :func:`load_config` checks a file; errors name ``name`` (the file to be
+    written) and the key."""
+    data = yaml.safe_load(base.read_text()) if base is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{base}: a config is a mapping of sections, got {type(data).__name__}")
+    return checked_config(apply_overrides(data, overrides, name), Path(name))
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str) -> dict[str, Any]:
+    """Set each dotted key of ``overrides`` (``{"train.epochs": 1}``) in the nested ``data`` (in place)."""
+    for key, value in overrides.items():
         node = data
         *parents, last = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{file}: {key}: {p} is not a mapping")
         node[last] = value
-    config = build(RunConfig, data, str(path), "")
-    check_paths(config, path)
-    check_model(config, path)
+    return data
+
+
+def checked_config(data: dict[str, Any], file: Path) -> RunConfig:
+    """The :class:`RunConfig` of a mapping, its keys, types, ranges, paths and model checked."""
+    config = from_mapping(RunConfig, data, str(file), "")
+    check_paths(config, file)
+    check_model(config, file)
     return config
 
 
-def build(cls: type, data: Any, file: str, where: str) -> Any:
+def from_mapping(cls: type, data: Any, file: str, where: str) -> Any:
     """``cls(**data)`` with every key and type checked, recursively; errors name ``file: where.key``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: {where or 'config'}: expected a mapping, got {data!r}")
@@ -198,7 +226,7 @@ def convert(tp: Any, value: Any, file: str, key: str) -> Any:
             raise ConfigError(f"{file}: {key}: expected one of {list(args)}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, file, f"{key}.")
+        return from_mapping(tp, value, file, f"{key}.")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{file}: {key}: expected a list, got {value!r}")
@@ -237,8 +265,8 @@ def check_range(name: str, value: Any, file: str, key: str, nullable: bool = Fal
     """The setting ``name`` (``value`` as written, its type already checked) within its range."""
     if value is None:
         return
-    if name == "device" and not DEVICE.fullmatch(value):
-        raise ConfigError(f"{file}: {key}: must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    if name == "device" and not is_device_name(value):
+        raise ConfigError(f"{file}: {key}: must be {DEVICE_HELP}, got {value!r}")
     if name == "milestones":
         if not all(0 < m <= 1 for m in value):
             raise ConfigError(f"{file}: {key}: must be fractions of all steps in (0, 1], got {list(value)}")

@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .cliargs import existing_file, output_file
 from .table import PROVENANCE, provenance
 
 STAT_COLUMNS = (  # column -> dotted path in an eval metrics file
@@ -42,8 +43,6 @@ PER_STRIDE = (("select_ratio", "select_ratio"), ("retention", "retention"), ("ga
 
 
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
-    from .cli import existing_file
-
     p = sub.add_parser(
         "curve",
         help="evals of one checkpoint at several thresholds -> the selection operating curve (CSV, PNG)",
@@ -58,9 +57,11 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     )
     p.add_argument("--reference", type=existing_file, help="eval metrics JSON of the reference (e.g. Swin-T)")
     p.add_argument("--profile", default="demo", help="the run profile, written in every row")
-    p.add_argument("--figure", type=Path, help="PNG to write (atomically): AP50 against backbone GMACs")
+    p.add_argument(
+        "--figure", type=output_file, help="PNG to write (atomically): AP50 against backbone GMACs"
+    )
     p.add_argument("--title", default="", help="figure title (e.g. the profile)")
-    p.add_argument("--out", type=Path, required=True, help="CSV to write (atomically)")
+    p.add_argument("--out", type=output_file, required=True, help="CSV to write (atomically)")
 
 
 def lookup(metrics: dict[str, Any], dotted: str) -> Any:
@@ -207,12 +208,10 @@ def curve_figure(
 
 
 def run(args: argparse.Namespace) -> int:
-    from spt_data.io import atomic_write_bytes, check_writable
+    from spt_data.io import atomic_write_bytes
 
     from .table import write_table
 
-    if args.figure is not None:
-        check_writable(args.figure, f"--figure {args.figure}")
     text, points, ref = make_curve(list(args.metrics), args.reference, args.profile)
     png = None
     if args.figure is not None:

@@ -35,12 +35,13 @@ from tqdm import tqdm
 
 from spt_data.io import check_writable
 from spt_models import Classifier, create_detector, create_model, load_swin_weights
-from spt_models.detection import batch_select_labels
+from spt_models.detection import MASK_HEADS, batch_select_labels
+from spt_models.environment import pick_device
 
 from .checkpoint import RunLock, check_resumable, gather_rng, read_resume, save_checkpoint, set_rng_state
 from .config import RunConfig, to_dict
 from .data import ClassificationDataset, DetectionDataset, collate, collate_padded, seed_worker
-from .distributed import Dist, cleanup, init_distributed, pick_device
+from .distributed import Dist, cleanup, init_distributed
 from .sampler import ResumableBatchSampler
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def make_dataset(config: RunConfig, split: str) -> DetectionDataset:
         long=d.long,
         pad_to=d.pad_to,
         flip=d.flip if split == "train" else 0.0,
-        masks=d.masks or head in ("mask_rcnn", "cascade_mask_rcnn"),
+        masks=d.masks or head in MASK_HEADS,
         on_error=d.on_error,
         seed=config.train.seed,
     )

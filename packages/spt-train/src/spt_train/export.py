@@ -11,16 +11,15 @@ ImageNet checkpoint takes in the paper profile.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .cliargs import existing_file, output_file
 
 if TYPE_CHECKING:
     import torch
 
 
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
-    from .cli import existing_file
-
     p = sub.add_parser(
         "backbone",
         help="write a trained run's backbone weights (the file weights: takes)",
@@ -30,7 +29,7 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument(
         "--checkpoint", type=existing_file, required=True, help="a spt-train checkpoint of that run"
     )
-    p.add_argument("--out", type=Path, required=True, help="state dict to write (atomically, .pth)")
+    p.add_argument("--out", type=output_file, required=True, help="state dict to write (atomically, .pth)")
 
 
 def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

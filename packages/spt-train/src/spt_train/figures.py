@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from .cliargs import existing_file, output_file
 from .table import lookup
 
 
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
-    from .cli import existing_file
-
     p = sub.add_parser("figure", help="a paper figure (fig4, fig5, fig6) as PNG", formatter_class=fmt)
     p.add_argument("figure", choices=["fig4", "fig5", "fig6"], help="which figure")
     p.add_argument(
@@ -37,7 +36,7 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     p.add_argument("--checkpoint", type=existing_file, help="fig5: the checkpoint")
     p.add_argument("--num-images", type=int, default=4, help="fig5: validation images shown")
     p.add_argument("--title", default="", help="figure title (e.g. the profile)")
-    p.add_argument("--out", type=Path, required=True, help="PNG to write (atomically)")
+    p.add_argument("--out", type=output_file, required=True, help="PNG to write (atomically)")
 
 
 def pruned_fraction(metrics: dict[str, Any]) -> float | None:

@@ -31,12 +31,12 @@ from spa_core import SPABlock
 from spt_data.io import atomic_write_text
 from spt_models import VisionTransformer, count_macs
 from spt_models.detection import batch_select_labels
+from spt_models.environment import pick_device
 from spt_models.masks import fit_grid, token_valid
 
-from .checkpoint import RunError, load_weights, read_checkpoint, saved_model
+from .checkpoint import RunError, load_weights, read_checkpoint, saved_model_config
 from .config import RunConfig, to_dict
 from .data import DetectionDataset, collate, collate_padded
-from .distributed import pick_device
 from .engine import build_model, make_dataset, to_device
 from .evaluation import AurocMeter, SelectionMeter, evaluate_predictions, json_safe, multilabel_map
 from .table import git_commit
@@ -137,7 +137,7 @@ def load_model(config: RunConfig, checkpoint: str | Path, num_classes: int, devi
 def model_changes(state: dict[str, Any], config: RunConfig) -> dict[str, tuple[Any, Any]]:
     """Dotted ``model.*`` keys whose value differs between a checkpoint's config and ``config`` ->
     (the checkpoint's value, the config's), in key order."""
-    saved, now = saved_model(state.get("config", {}).get("model", {})), to_dict(config)["model"]
+    saved, now = saved_model_config(state.get("config", {}).get("model", {})), to_dict(config)["model"]
 
     def diff(a: Any, b: Any, where: str) -> dict[str, tuple[Any, Any]]:
         if isinstance(a, dict) and isinstance(b, dict):

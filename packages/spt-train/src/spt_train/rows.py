@@ -24,6 +24,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .cliargs import existing_file, output_file
+
 SEEDS = "seeds"  # the key of a row's (or an --also run's) seed block
 # keys that differ between the seeds of one run; in the row they become one value per file
 PER_SEED = ("checkpoint", "predictions", "config.out_dir", "config.train.seed")
@@ -32,8 +34,6 @@ SETTINGS = ("evaluated_at", "select_threshold", "num_images", "macs.num_images",
 
 
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
-    from .cli import existing_file
-
     p = sub.add_parser("row", help="eval metrics + a bench row -> one table row (JSON)", formatter_class=fmt)
     p.add_argument(
         "--metrics",
@@ -54,13 +54,11 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
         "comma-separated files: one per seed of that run, averaged as --metrics",
     )
     p.add_argument("--columns", nargs="*", default=[], help="the table's columns: missing cells become null")
-    p.add_argument("--out", type=Path, required=True, help="row JSON to write (atomically)")
+    p.add_argument("--out", type=output_file, required=True, help="row JSON to write (atomically)")
 
 
 def also_metrics(text: str) -> tuple[str, list[Path]]:
     """``NAME=path[,path...]`` -> (NAME, paths); every path must exist."""
-    from .cli import existing_file
-
     name, sep, paths = text.partition("=")
     if not sep or not name.isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=METRICS with NAME a word, got {text!r}")

@@ -18,9 +18,9 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from ..backbone import Backbone
 from ..registry import UnknownOptionError, create_model
 from .fpn import BackboneWithFPN
+from .heads import HEADS
 from .rcnn import IMAGENET_MEAN, IMAGENET_STD, NoResizeTransform, SelectRCNN
 
-HEADS = ("faster_rcnn", "mask_rcnn", "cascade_mask_rcnn")
 RESIZE_KEYS = ("min_size", "max_size", "fixed_size", "_skip_resize")
 OWN_OPTIONS = ("loss_weights", "fpn_channels", "anchor_sizes", "image_mean", "image_std")
 
@@ -37,7 +37,7 @@ def detector_options(head: str) -> list[str]:
     ``box_*``, ``mask_*``) or, for ``cascade_mask_rcnn``, the ``rpn_*`` options and
     :class:`~spt_models.detection.cascade.CascadeRoIHeads`' own."""
     if head not in HEADS:
-        raise ValueError(f"head should be one of {HEADS}, got {head!r}")
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     rpn = {k for k in keyword_names(FasterRCNN.__init__) if k.startswith("rpn_")}
     if head == "cascade_mask_rcnn":
         from .cascade import CascadeRoIHeads
@@ -89,7 +89,7 @@ def build_detector(
     """
     check_detector_options(head, kwargs)
     if num_classes < 2:
-        raise ValueError(f"num_classes counts the background and should be >= 2, got {num_classes}")
+        raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
     body = BackboneWithFPN(backbone, fpn_channels)
     if anchor_sizes is not None:
         if len(anchor_sizes) != 5:
