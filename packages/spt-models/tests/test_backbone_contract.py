@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from spt_models import Backbone, create_model, list_models
+from spt_models import Backbone, create_model, list_models, list_multiscale_models
 from spt_models.dat import DATBackbone
 from spt_models.detection.fpn import BackboneWithFPN
 from spt_models.masks import fit_grid, token_grid
@@ -27,6 +27,7 @@ def test_vit_s16_is_the_one_single_scale_model():
     models = {name: meta_model(name) for name in list_models()}
     assert [name for name, model in models.items() if not model.multiscale] == ["vit_s16"]
     assert all(isinstance(model, Backbone) == model.multiscale for model in models.values())
+    assert list_multiscale_models() == [name for name in list_models() if name != "vit_s16"]
 
 
 @pytest.mark.parametrize("name", MULTI_SCALE)

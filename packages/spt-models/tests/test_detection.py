@@ -4,11 +4,11 @@ parameter reached, eval detections, full-size parameter counts, label alignment 
 import pytest
 import torch
 
-from spt_models import SPTBackbone, count_params, create_detector, list_models
+from spt_models import SPTBackbone, count_params, create_detector, list_multiscale_models
 from spt_models.detection import HEADS, batch_select_labels, check_detector_options, detector_options
 from spt_models.registry import UnknownOptionError
 
-MULTI_SCALE = [n for n in list_models() if n != "vit_s16"]
+MULTI_SCALE = list_multiscale_models()
 SIZES = [(256, 320), (200, 288)]  # image 1 is padded inside the batch (valid smaller than the batch)
 
 

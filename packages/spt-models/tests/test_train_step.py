@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spt_models import SPTBackbone, create_model
+from spt_models import create_model
 from spt_models.vit import VisionTransformer
 
 # one model per code path (S/B variants differ in depth and width only; test_detection.py trains
@@ -31,7 +31,7 @@ def labels_for(strides) -> dict[int, torch.Tensor]:
 def run(model: torch.nn.Module, x: torch.Tensor):
     """The contract: ``model(x, valid=..., generator=...) -> (maps, aux)`` for every backbone."""
     generator = torch.Generator().manual_seed(0)
-    if isinstance(model, SPTBackbone) and model.selection == "given":
+    if model.needs_keep:
         return model(x, valid=VALID, generator=generator, keep=labels_for((16, 32)))
     return model(x, valid=VALID, generator=generator)
 

@@ -3,12 +3,13 @@ ViT), detectors and the VOC classifier on any of them, a model registry, Swin we
 profiling. ``create_model("spt_t")``; ``create_detector("spt_t", head="mask_rcnn", num_classes=10)``;
 ``list_models()``; ``load_swin_weights(model, path)``.
 
-One backbone contract (:mod:`spt_models.backbone`): ``forward(x, valid=None, generator=None) ->
-(maps, aux)``, maps the ordered dict ``stage1..stage4`` of NHWC maps (``model.feature_info``), aux
-the model's selection record (SPT :class:`SelectionInfo`, DynamicSwin :class:`PruningInfo`,
-SparseViT :class:`WindowSelection`: each with ``ratio`` ``{stride: [B]}`` and ``losses(labels)``)
-or None (Swin, DAT); timm's ``forward_intermediates(x, indices, output_fmt="NCHW")``. ``vit_s16``
-is the classifier's single-scale backbone and returns ``(cls, tokens)``.
+One backbone contract (:mod:`spt_models.backbone`): ``forward(x, valid=None, generator=None,
+keep=None) -> (maps, aux)``, maps the ordered dict ``stage1..stage4`` of NHWC maps
+(``model.feature_info``), aux the model's selection record (SPT :class:`SelectionInfo`, DynamicSwin
+:class:`PruningInfo`, SparseViT :class:`WindowSelection`: each with ``ratio`` ``{stride: [B]}`` and
+``losses(labels)``) or None (Swin, DAT); ``fresh_keys()``, ``needs_keep``, ``multiscale``.
+``vit_s16`` is the classifier's single-scale backbone (``multiscale`` False) and returns
+``(cls, tokens)``; :func:`list_multiscale_models` names the others.
 
 Names are imported on first use (PEP 562), so importing the package does not import torch."""
 
@@ -42,6 +43,7 @@ _EXPORTS = {  # name -> submodule; imported on first use, so `import spt_models`
     "build": "registry",
     "create_model": "registry",
     "list_models": "registry",
+    "list_multiscale_models": "registry",
     "register_model": "registry",
     "SPARSEVIT_B": "sparsevit",
     "SPARSEVIT_S": "sparsevit",
@@ -109,6 +111,7 @@ __all__ = [
     "create_detector",
     "create_model",
     "list_models",
+    "list_multiscale_models",
     "load_swin_weights",
     "measure_fps",
     "random_keep",

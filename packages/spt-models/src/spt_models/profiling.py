@@ -163,7 +163,6 @@ def profile_backbones(
     from .masks import random_stage_keep
     from .registry import create_model
     from .spt import SPTBackbone
-    from .vit import VisionTransformer
 
     rows = []
     for name in models:
@@ -187,7 +186,7 @@ def profile_backbones(
                 out = model(x, **kwargs)
             shapes = (
                 {"cls": list(out[0].shape), "tokens": list(out[1].shape)}  # vit_s16: (cls, tokens)
-                if isinstance(model, VisionTransformer)
+                if not model.multiscale
                 else {k: list(v.shape) for k, v in out[0].items()}  # (maps, aux)
             )
             timing = measure_fps(model, x, warmup, repeats, **kwargs) if repeats else None

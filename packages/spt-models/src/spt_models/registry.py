@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+import torch
 from torch import nn
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
@@ -93,6 +94,13 @@ def list_models() -> list[str]:
     """Names of all registered models, sorted."""
     _import_models()
     return _MODELS.names()
+
+
+def list_multiscale_models() -> list[str]:
+    """The registered models that keep the backbone contract (four stage maps: detectors take them),
+    i.e. all but single-scale ones (``vit_s16``); asked of each model built on the meta device."""
+    with torch.device("meta"):
+        return [name for name in list_models() if create_model(name).multiscale]
 
 
 Config = TypeVar("Config")

@@ -317,7 +317,7 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     from spt_data.io import atomic_write_text
-    from spt_models import list_models
+    from spt_models import list_multiscale_models
 
     from .bench import bench, bench_run, check_ratios, format_bench, ratios_from_metrics
 
@@ -347,10 +347,11 @@ def _bench(args: argparse.Namespace) -> int:
             device=args.device,
         )
     else:
-        unknown = [m for m in args.models if m not in list_models() or m == "vit_s16"]
+        known = list_multiscale_models()
+        unknown = [m for m in args.models if m not in known]
         if unknown:
             raise ValueError(
-                f"unknown or single-scale model(s) {unknown}; multi-scale models: {', '.join(list_models())}"
+                f"unknown or single-scale model(s) {unknown}; multi-scale models: {', '.join(known)}"
             )
         ratios, source, flag, mlp = getattr(args, "ratios", None), "given by --ratios", "--ratios", None
         if hasattr(args, "ratios_from"):

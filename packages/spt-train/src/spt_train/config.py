@@ -307,7 +307,7 @@ def check_model(config: RunConfig, file: Path) -> None:
     (which needs it)."""
     import torch
 
-    from spt_models import SPTBackbone, VisionTransformer, create_model, list_models
+    from spt_models import create_model, list_models
     from spt_models.registry import UnknownOptionError
 
     m = config.model
@@ -326,19 +326,19 @@ def check_model(config: RunConfig, file: Path) -> None:
             raise ConfigError(
                 f"{file}: model.gt_select: ground-truth selection is for head 'classifier', got head {m.head!r}"
             )
-        if isinstance(backbone, VisionTransformer):
+        if not backbone.multiscale:
             raise ConfigError(f"{file}: model.name: {m.name} is single-scale: head 'classifier' only")
         return
     if m.detector:
         raise ConfigError(
             f"{file}: model.detector: detector options do not apply to head 'classifier', got {sorted(m.detector)}"
         )
-    given = isinstance(backbone, SPTBackbone) and backbone.selection == "given"
+    given = backbone.multiscale and backbone.needs_keep
     if given and not m.gt_select:
         raise ConfigError(
             f"{file}: model.gt_select: {m.name} selects the label tokens (selection 'given'): set gt_select: true"
         )
-    if m.gt_select and not (given or isinstance(backbone, VisionTransformer)):
+    if m.gt_select and not (given or not backbone.multiscale):
         raise ConfigError(
             f"{file}: model.gt_select: ground-truth selection needs vit_s16 or an SPT with selection "
             f"'given' (e.g. spt_t_oracle), got {m.name!r}"

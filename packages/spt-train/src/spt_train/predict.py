@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from spa_core import SPABlock
 from spt_data.io import atomic_write_text
-from spt_models import VisionTransformer, count_macs
+from spt_models import count_macs
 from spt_models.detection import batch_select_labels
 from spt_models.environment import pick_device
 from spt_models.masks import fit_grid, token_valid
@@ -50,10 +50,12 @@ class AuxRecorder:
 
     def __init__(self, backbone: torch.nn.Module) -> None:
         self.aux, self.keep = None, None
+        # vit_s16 (a classifier's backbone) returns (cls, tokens); a detector's FPN wrapper (maps, aux)
+        self.single_scale = not getattr(backbone, "multiscale", True)
         backbone.register_forward_hook(self, with_kwargs=True)
 
     def __call__(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
-        if isinstance(module, VisionTransformer):  # forward(x, keep) -> (cls, tokens)
+        if self.single_scale:  # forward(x, keep) -> (cls, tokens)
             self.aux, self.keep = None, args[1] if len(args) > 1 else kwargs.get("keep")
         else:
             self.aux = output[1]

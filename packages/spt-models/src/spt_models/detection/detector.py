@@ -123,6 +123,6 @@ def create_detector(
     (:func:`detector_options`) raises before anything is built."""
     check_detector_options(head, kwargs)
     backbone = create_model(name, **(backbone_kwargs or {}))
-    if not isinstance(backbone, Backbone):
+    if not backbone.multiscale:
         raise ValueError(f"{name!r} is a single-scale model; detectors need a multi-scale backbone")
     return build_detector(backbone, head, num_classes, **kwargs)
