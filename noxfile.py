@@ -11,7 +11,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
-PIPELINE = ["snakemake==9.27.1", "matplotlib==3.11.2"]  # the Snakefile and its figures (tests run both)
+PIPELINE = ["snakemake==9.27.1", "matplotlib==3.11.2", "pygments==2.21.0"]  # pipeline, figures, --report
 ROOT = Path(__file__).parent
 PACKAGES = sorted(
     p.relative_to(ROOT) for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists()
@@ -33,6 +33,18 @@ def pipeline(session: nox.Session) -> None:
     session.install(*TORCH, *PIPELINE)
     session.install(*(arg for p in PACKAGES for arg in ("-e", str(p))))
     session.run("snakemake", *(session.posargs or ["results/table2.csv", "--cores", "8"]))
+
+
+@nox.session(python=PYTHON)
+def smoke(session: nox.Session) -> None:
+    """Every paper target for real on a CPU: paper.yaml through workflows/config/paper-smoke.yaml."""
+    session.install(*TORCH, *PIPELINE)
+    session.install(*(arg for p in PACKAGES for arg in ("-e", str(p))))
+    session.run(
+        "snakemake",
+        *("--configfile", "workflows/config/paper-smoke.yaml", "--replace-workflow-config"),
+        *(session.posargs or ["--cores", "2"]),
+    )
 
 
 @nox.session(python=PYTHON)

@@ -25,7 +25,8 @@ rule bench:
     resources:
         mem_mb=config["resources"]["bench"]["mem_mb"],
         runtime=config["resources"]["bench"]["runtime"],
-        gpu=min(1, config["resources"]["fit"]["gpus"]),
+        cpus_per_task=config["resources"]["bench"]["threads"],
+        gpu=step_gpus("bench"),
     shell:
         "OMP_NUM_THREADS={params.omp} spt-train bench --models {params.model} {params.ratios} --head {params.head}"
         " --size {params.size} --warmup {params.warmup} --repeats {params.repeats} --device {params.device}"

@@ -47,24 +47,34 @@ rule table:
         " --names {params.names} --profile {params.profile} --out {output} > {log} 2>&1"
 
 
-rule fig6:
+# Figures of the eval metrics of runs (config figures.NAME: runs, names), drawn by `spt-train figure
+# NAME`; the report caption of each is in ../report/metrics_figure.rst.
+METRICS_FIGURES = {
+    "fig4": "Ground-truth selection: accuracy and cost",
+    "fig6": "Performance vs pruning level",
+}
+
+
+rule metrics_figure:
     input:
-        lambda w: [f"{RUNS}/{r}/metrics.json" for r in requested("figures", "fig6")["runs"]],
+        lambda w: [f"{RUNS}/{r}/metrics.json" for r in requested("figures", w.figure)["runs"]],
     output:
-        report("results/fig6.png", caption="../report/fig6.rst", category="Figures"),
+        report("results/{figure}.png", caption="../report/metrics_figure.rst", category="Figures"),
     params:
-        names=lambda w: " ".join(shlex.quote(n) for n in config["figures"]["fig6"]["names"]),
-        title=f"Performance vs pruning level ({PROFILE} profile)",
+        names=lambda w: " ".join(shlex.quote(n) for n in config["figures"][w.figure]["names"]),
+        title=lambda w: f"{METRICS_FIGURES[w.figure]} ({PROFILE} profile)",
     log:
-        f"{LOGS}/figure/fig6.log",
+        f"{LOGS}/figure/{{figure}}.log",
     benchmark:
-        f"{BENCH}/figure/fig6.tsv"
+        f"{BENCH}/figure/{{figure}}.tsv"
+    wildcard_constraints:
+        figure=one_of(METRICS_FIGURES),
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
     shell:
-        "OMP_NUM_THREADS={threads} spt-train figure fig6 --metrics {input} --names {params.names}"
+        "OMP_NUM_THREADS={threads} spt-train figure {wildcards.figure} --metrics {input} --names {params.names}"
         " --title {params.title:q} --out {output} > {log} 2>&1"
 
 
@@ -89,27 +99,6 @@ rule fig5:
         "OMP_NUM_THREADS={threads} spt-train figure fig5 --config {input.config}"
         " --checkpoint {input.checkpoint} --num-images {params.n} --title {params.title:q}"
         " --out {output} > {log} 2>&1"
-
-
-rule fig4:
-    input:
-        lambda w: [f"{RUNS}/{r}/metrics.json" for r in requested("figures", "fig4")["runs"]],
-    output:
-        report("results/fig4.png", caption="../report/fig4.rst", category="Figures"),
-    params:
-        names=lambda w: " ".join(shlex.quote(n) for n in config["figures"]["fig4"]["names"]),
-        title=f"Ground-truth selection: accuracy and cost ({PROFILE} profile)",
-    log:
-        f"{LOGS}/figure/fig4.log",
-    benchmark:
-        f"{BENCH}/figure/fig4.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    shell:
-        "OMP_NUM_THREADS={threads} spt-train figure fig4 --metrics {input} --names {params.names}"
-        " --title {params.title:q} --out {output} > {log} 2>&1"
 
 
 rule selection_curve:

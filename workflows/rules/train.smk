@@ -3,6 +3,31 @@
 # fit's output is final.pt, copied from last.pt only once training has finished: a killed job
 # leaves no final.pt, so Snakemake reruns fit, which resumes from last.pt. The run folder itself
 # is not an output, so Snakemake never deletes it (nor the checkpoints in it) on failure.
+#
+# Every job's threads, cpus_per_task, mem_mb, runtime and gpu come from the config's resources.STEP
+# (fit, eval, bench): the one source of them for a local run and for SLURM (profiles/slurm), whose
+# executor plugin submits them as --cpus-per-task, --mem, --time and --gpus.
+
+
+def step_gpus(step):
+    """The GPUs of a step's jobs (config resources.STEP.gpus); None without: no gpu resource."""
+    return config["resources"][step]["gpus"] or None
+
+
+def fit_processes(resources):
+    """The training processes of a fit job: one per GPU of the job (DDP), else one."""
+    return max(1, resources.get("gpu") or 1)
+
+
+def fit_launcher(wildcards, resources):
+    """spt-train, or torchrun with one process per GPU of the job (DDP over them)."""
+    n = fit_processes(resources)
+    return "spt-train" if n == 1 else f"torchrun --standalone --nproc-per-node {n} -m spt_train"
+
+
+def fit_omp(wildcards, threads, resources):
+    """OMP_NUM_THREADS of each training process: the job's CPUs shared by its processes."""
+    return max(1, omp(wildcards, threads) // fit_processes(resources))
 
 
 rule run_config:
@@ -30,8 +55,8 @@ rule fit:
     output:
         f"{RUNS}/{{run}}/final.pt",
     params:
-        launcher=launcher,
-        omp=omp,
+        launcher=fit_launcher,
+        omp=fit_omp,
         last=lambda w: f"{RUNS}/{w.run}/last.pt",
     log:
         f"{LOGS}/fit/{{run}}.log",
@@ -41,7 +66,8 @@ rule fit:
     resources:
         mem_mb=config["resources"]["fit"]["mem_mb"],
         runtime=config["resources"]["fit"]["runtime"],
-        gpu=config["resources"]["fit"]["gpus"],
+        cpus_per_task=config["resources"]["fit"]["threads"],
+        gpu=step_gpus("fit"),
     shell:
         "OMP_NUM_THREADS={params.omp} {params.launcher} fit {input.config} >> {log} 2>&1"
         " && cp {params.last} {output}.tmp && mv {output}.tmp {output}"
@@ -63,7 +89,8 @@ rule eval:
     resources:
         mem_mb=config["resources"]["eval"]["mem_mb"],
         runtime=config["resources"]["eval"]["runtime"],
-        gpu=min(1, config["resources"]["fit"]["gpus"]),
+        cpus_per_task=config["resources"]["eval"]["threads"],
+        gpu=step_gpus("eval"),
     shell:
         "OMP_NUM_THREADS={params.omp} spt-train eval {input.config} --checkpoint {input.checkpoint}"
         " --out {output} > {log} 2>&1"
@@ -104,7 +131,8 @@ rule eval_threshold:
     resources:
         mem_mb=config["resources"]["eval"]["mem_mb"],
         runtime=config["resources"]["eval"]["runtime"],
-        gpu=min(1, config["resources"]["fit"]["gpus"]),
+        cpus_per_task=config["resources"]["eval"]["threads"],
+        gpu=step_gpus("eval"),
     shell:
         "OMP_NUM_THREADS={params.omp} spt-train eval {input.config} --checkpoint {input.checkpoint}"
         " --set model.backbone.threshold={wildcards.threshold} --out {output} > {log} 2>&1"

@@ -2,8 +2,11 @@
 paper profiles plans, a bad config stops before any job, the ``ci`` profile runs for real to a
 table and a figure, a finished pipeline reruns nothing, and a killed training resumes."""
 
+import ast
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[3]
 SNAKEFILE = ROOT / "Snakefile"
@@ -156,6 +161,30 @@ def test_a_target_of_another_profile_names_the_profiles_that_have_it(profile, ta
     assert message in result.stderr + result.stdout
 
 
+def test_the_pipeline_session_pins_every_package_that_snakemake_report_needs():
+    """``nox -s pipeline`` installs noxfile.py's PIPELINE (the tests session too): it has every
+    package of snakemake's ``reports`` extra, pinned at the version these tests build a report with."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    pipeline = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["PIPELINE"]
+    )
+    pins = {canonicalize_name(r.name): r for r in map(Requirement, pipeline)}
+    assert str(pins["snakemake"].specifier) == f"=={importlib.metadata.version('snakemake')}"
+    requires = map(Requirement, importlib.metadata.requires("snakemake"))
+    report = [
+        r
+        for r in requires
+        if r.marker and r.marker.evaluate({"extra": "reports"}) and not r.marker.evaluate({"extra": ""})
+    ]
+    assert "pygments" in {canonicalize_name(r.name) for r in report}
+    for r in report:
+        pin = pins.get(canonicalize_name(r.name))
+        assert pin is not None, f"noxfile.py PIPELINE: no {r.name} (snakemake --report needs it)"
+        assert str(pin.specifier) == f"=={importlib.metadata.version(r.name)}", pin
+
+
 @pytest.mark.slow
 def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path):
     config = CONFIGS / "ci.yaml"
@@ -186,6 +215,10 @@ def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "results" / "report.html").read_text()
     assert all(name in html for name in ("table2.csv", "table5.csv", "fig4.png", "fig6.png"))
+    captions = {"fig4": "Fig. 4: multi-label mAP", "fig6": "Fig. 6: AP against"}  # each figure its own
+    for figure, caption in captions.items():
+        entry = rf'"results/{figure}\.png": {{[^{{}}]*"caption": "<p>{re.escape(caption)}'
+        assert re.search(entry, html), figure
 
 
 @pytest.mark.slow
