@@ -36,7 +36,9 @@ def test_every_backbone_keeps_the_contract(name):
     assert list(inspect.signature(model.forward).parameters) == ["x", "valid", "generator", "keep"]
     fresh = model.fresh_keys()
     assert set(fresh) <= set(model.state_dict())
-    assert bool(fresh) == name.startswith(("spt", "dynamicswin"))  # gates / extra blocks, predictors
+    assert bool(fresh) == name.startswith(
+        ("spt", "dynamicswin", "dat")
+    )  # gates, extra blocks, predictors, offsets
     assert model.needs_keep == (name == "spt_t_oracle")
 
 

@@ -18,6 +18,7 @@ TINY_OVERRIDES = {  # per model, what its tiny build needs beyond TINY
     "swin_t": {},
     "dynamicswin_t": {"pruning_loc": (1,), "keep_ratio": (0.7,)},
     "spt_t": {},  # stage 3: 2 Swin-weighted SPA blocks + 4 extra (fresh)
+    "dat_t": {"groups": (2, 4)},  # stages 3, 4: block 1 deformable (Swin attention weights renamed)
 }
 
 # Names of microsoft/Swin-Transformer ``models/swin_transformer.py`` (SwinTransformer: patch_embed,
@@ -153,6 +154,33 @@ def test_new_gates_extra_blocks_and_predictors_are_reported_fresh(tiny_files, ca
     fresh = load_swin_weights(dynamic, tiny_files["official"]).fresh
     predictors = {k for k in dynamic.state_dict() if k.startswith("predictors.") or ".fast_mlp." in k}
     assert any(k.startswith("predictors.0.") for k in predictors) and set(fresh) == predictors
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "official"])
+def test_dat_takes_swin_attention_weights_in_its_deformable_blocks(layout, tv_tiny, tiny_files, caplog):
+    dat = tiny_model("dat_t")
+    with caplog.at_level("INFO", logger="spt_models.weights"):
+        report = load_swin_weights(dat, tiny_files[layout])
+    theirs, own = tv_tiny.state_dict(), dat.state_dict()
+    deformable = ("features.5.1.attn.", "features.7.1.attn.")
+    assert set(report.fresh) == {
+        k for k in own if k.startswith(deformable) and (".conv_offset." in k or k.endswith("rpe_table"))
+    }
+    for prefix in deformable:
+        for part in ("weight", "bias"):
+            q, k, v = theirs[f"{prefix}qkv.{part}"].chunk(3)
+            assert torch.equal(own[f"{prefix}proj_q.{part}"], q)
+            assert torch.equal(own[f"{prefix}proj_k.{part}"], k)
+            assert torch.equal(own[f"{prefix}proj_v.{part}"], v)
+            assert torch.equal(own[f"{prefix}proj_out.{part}"], theirs[f"{prefix}proj.{part}"])
+    assert all(torch.equal(v, theirs[k]) for k, v in own.items() if k in theirs)
+    assert (
+        "DATBackbone renamed or dropped 12 keys for its own blocks: features.5.1.attn.proj.bias"
+        in caplog.text
+    )
+    with torch.no_grad():
+        maps, _ = dat(torch.randn(1, 3, 64, 96))
+    assert all(m.isfinite().all() for m in maps.values())
 
 
 def test_official_file_drops_masks_head_norm_and_unused_indices(tiny_files, caplog):

@@ -90,6 +90,11 @@ class Backbone(nn.Module):
         load): none."""
         return []
 
+    def from_swin_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A Swin state dict (torchvision layout) in this model's keys, for blocks that hold Swin's
+        weights under other names (DAT's deformable attention): unchanged here."""
+        return state
+
     @property
     def needs_keep(self) -> bool:
         """Whether forward needs ``keep``, a given selection (ground-truth oracle): no."""

@@ -204,7 +204,9 @@ class DATBackbone(Backbone):
     :class:`~spt_models.swin.SwinBackbone`. Dense, the forward of
     :class:`~spt_models.backbone.Backbone`: ``valid``, ``generator`` and ``keep`` are accepted for the
     contract and unused (keys are sampled from the padded map, as the official code samples its
-    padded batch). Swin weights do not fit the deformable blocks (their attention has other keys).
+    padded batch). Swin weights load as into Swin-T/S: a deformable block takes its Swin block's
+    norms, MLP and attention projections (qkv split into ``proj_q/k/v``, ``proj`` as ``proj_out``);
+    its offset network and bias table start fresh.
     """
 
     def __init__(
@@ -249,6 +251,33 @@ class DATBackbone(Backbone):
         self.features = nn.Sequential(*layers)
         self.feature_info = feature_info(embed_dim, 4, patch_size)
         init_linear(self)
+
+    def _deformable_attention(self) -> list[str]:
+        """State-dict prefixes of the deformable blocks' attention (``features.5.1.attn``, ...)."""
+        return [f"{name}." for name, m in self.named_modules() if isinstance(m, DeformableAttention)]
+
+    def fresh_keys(self) -> list[str]:
+        """The deformable attention's offset network and relative position table."""
+        prefixes = tuple(self._deformable_attention())
+        return [k for k in self.state_dict() if k.startswith(prefixes) and ".proj_" not in k]
+
+    def from_swin_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Swin's attention weights of the blocks DAT makes deformable, under DAT's names: ``qkv``
+        [3C, C] split into ``proj_q``, ``proj_k``, ``proj_v``; ``proj`` -> ``proj_out``; Swin's
+        window bias table and index dropped (DAT's table is over sampled offsets: fresh)."""
+        state = dict(state)
+        for prefix in self._deformable_attention():
+            for part in ("weight", "bias"):
+                qkv = state.pop(f"{prefix}qkv.{part}", None)
+                if qkv is not None:
+                    for name, chunk in zip(("proj_q", "proj_k", "proj_v"), qkv.chunk(3), strict=True):
+                        state[f"{prefix}{name}.{part}"] = chunk
+                proj = state.pop(f"{prefix}proj.{part}", None)
+                if proj is not None:
+                    state[f"{prefix}proj_out.{part}"] = proj
+            for key in ("relative_position_bias_table", "relative_position_index"):
+                state.pop(f"{prefix}{key}", None)
+        return state
 
     @staticmethod
     def _stage(

@@ -93,6 +93,16 @@ def load_swin_weights(model: Backbone, source: str | Path | Mapping[str, Tensor]
     else:
         file_key, dropped = {k: k for k in state}, []
         log.info("%s: torchvision Swin layout", name)
+    before = set(state)
+    state = model.from_swin_state(state)  # DAT: its deformable blocks' attention under its names
+    if adapted := sorted(before - set(state)):
+        log.info(
+            "%s: %s renamed or dropped %d keys for its own blocks: %s",
+            name,
+            type(model).__name__,
+            len(adapted),
+            _listing(adapted),
+        )
     own = model.state_dict()
     ignored = [k for k in state if k.startswith(CLASSIFIER_PREFIXES)]
     ignored += [k for k in state if k.endswith("attn.relative_position_index") and k not in own]
