@@ -4,6 +4,7 @@ import functools
 import os
 import re
 import shlex
+import zlib
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,17 @@ RUNS = f"runs/{PROFILE}"
 LOGS = f"logs/{PROFILE}"
 BENCH = f"benchmarks/{PROFILE}"
 FRAME = config["frame"]
+
+
+def synthetic(name):
+    """The synth settings of a dataset given as ``synthetic``: the profile's ``synthetic`` scenes,
+    seeded by the dataset's name (crc32: stable, and other scenes for each dataset)."""
+    return {**config["synthetic"], "seed": zlib.crc32(name.encode())}
+
+
+config["datasets"] = {
+    name: {"synth": synthetic(name)} if d == "synthetic" else d for name, d in config["datasets"].items()
+}
 SUBSETS = [name for name, d in config["datasets"].items() if "subset_of" in d]
 RAW = [name for name in config["datasets"] if name not in SUBSETS]
 MODEL_KEYS = ("head", "select_weight", "gt_select", "weights")  # a run's overrides of model_defaults
@@ -272,12 +284,6 @@ def run_data(wildcards):
         "val_labels": f"{d}/val_labels.parquet",
         **({"weights": weights_file(start)} if start is not None else {}),
     }
-
-
-def launcher(wildcards):
-    """spt-train, or torchrun over the job's GPUs (multi-GPU training, DDP)."""
-    gpus = config["resources"]["fit"]["gpus"]
-    return "spt-train" if gpus <= 1 else f"torchrun --standalone --nproc-per-node {gpus} -m spt_train"
 
 
 def selects(model, backbone=None):

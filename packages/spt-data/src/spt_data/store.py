@@ -26,7 +26,7 @@ from .io import atomic_path, read_versioned_parquet
 from .maskcheck import rle_string_problem
 from .records import Dataset, PolygonMask, Record, RleMask
 
-__all__ = ["SCHEMA_VERSION", "read_records", "write_records"]
+__all__ = ["SCHEMA_VERSION", "read_records", "read_sources", "write_records"]
 
 SCHEMA_VERSION = 1
 KIND = "records"
@@ -137,3 +137,9 @@ def read_records(path: str | Path) -> Dataset:
     cats = {int(k): v for k, v in json.loads(meta.get("spt_data.categories", "{}")).items()}
     sources = json.loads(meta.get("spt_data.sources", "[]"))
     return Dataset(meta.get("spt_data.format", "unknown"), records, cats, sources)
+
+
+def read_sources(path: str | Path) -> list[str]:
+    """The raw annotation files a records Parquet was converted from (its metadata only, no rows)."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(b"spt_data.sources", b"[]"))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spt_data.io import atomic_write_text
+from spt_data.store import read_sources
 
 from .rows import SEEDS
 
@@ -64,13 +65,25 @@ def git_commit() -> str:
     return f"{commit}+dirty" if dirty else commit or "unknown"
 
 
+def dataset_sources(records: str) -> str:
+    """A records file with the raw annotation files it was converted from (``spt_data.sources`` in
+    its Parquet metadata): ``data/p/bdd/train.parquet (from A.json)``, so a table names the real
+    dataset; the path alone when the file cannot be read here (a table made elsewhere)."""
+    try:
+        sources = read_sources(records)
+    except (OSError, ValueError):  # not here, or not Parquet (pyarrow's ArrowInvalid)
+        return records
+    return f"{records} (from {', '.join(sources)})" if sources else records
+
+
 def provenance(metrics: dict[str, Any], profile: str) -> dict[str, Any]:
     config = metrics.get("config", {})
     model, data, train = config.get("model", {}), config.get("data", {}), config.get("train", {})
     steps = f", max {train['max_steps']} steps" if train.get("max_steps") else ""
+    records = data.get("train", {}).get("records")
     return {
         "profile": profile,
-        "dataset": data.get("train", {}).get("records", metrics.get("gt", "")),
+        "dataset": dataset_sources(records) if records else metrics.get("gt", ""),
         "input_size": f"short {data.get('short')}, long {data.get('long')}"
         if data
         else metrics.get("size", ""),
