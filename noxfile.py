@@ -1,6 +1,6 @@
 """Sessions: ``tests`` (every package, one venv), ``pipeline`` (the Snakemake pipeline: by default
-the demo's Table 2), ``spa_core_standalone`` (spa-core with torch only), ``bench`` (the spa-core
-benchmark), ``lint``."""
+the demo's Table 2), ``smoke`` (every paper target on a CPU: workflows/config/paper-smoke.yaml),
+``spa_core_standalone`` (spa-core with torch only), ``bench`` (the spa-core benchmark), ``lint``."""
 
 from pathlib import Path
 

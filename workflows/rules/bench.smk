@@ -9,9 +9,9 @@ rule bench:
     output:
         f"{RUNS}/bench/{{bench}}.json",
     params:
-        model=lambda w: w.bench.split("@")[0],
+        model=lambda w: bench_parts(w.bench)[0],
         ratios=lambda w, input: f"--ratios-from {input.metrics}" if "metrics" in input.keys() else "",
-        head=config["bench"]["head"],
+        head=lambda w: bench_parts(w.bench)[2],
         size=config["bench"]["size"],
         repeats=config["bench"]["repeats"],
         warmup=config["bench"]["warmup"],

@@ -66,7 +66,7 @@ wildcard_constraints:
     split="train|val",
     run="[A-Za-z0-9_]+",
     model="[a-z0-9_]+",
-    bench="[a-z0-9_]+(@[A-Za-z0-9_]+)?",
+    bench=r"[a-z0-9_]+(@[A-Za-z0-9_]+)?(\+[a-z_]+)?",
     threshold=r"[0-9.]+(e-?[0-9]+)?",
     table=r"table\d+",
     row=r"\d+",
@@ -299,20 +299,33 @@ def selects(model, backbone=None):
     return gates and all(block.keep_ratio is None for block in spa_blocks(body))
 
 
+def bench_parts(bench):
+    """A bench name ``MODEL[@RUN][+HEAD]`` -> (model, run or None, head): MODEL benchmarked at RUN's
+    measured select ratios, with HEAD (default: the profile's ``bench.head``)."""
+    name, _, head = bench.partition("+")
+    model, _, run = name.partition("@")
+    return model, run or None, head or config["bench"]["head"]
+
+
 def bench_inputs(wildcards):
     """MODEL@RUN: the eval metrics of RUN, whose select ratios MODEL is benchmarked at."""
-    _, at, run = wildcards.bench.partition("@")
-    return {"metrics": f"{RUNS}/{run}/metrics.json"} if at else {}
+    _, run, _ = bench_parts(wildcards.bench)
+    return {"metrics": f"{RUNS}/{run}/metrics.json"} if run else {}
 
 
 def bench_file(row):
     """The bench JSON of a table row: its model at the real architecture's size; a selecting model
-    at the select ratios its run (or ``ratios_from``) measured on the val split."""
+    at the select ratios its run (or ``ratios_from``) measured on the val split; a run's own detector
+    head where it is not the profile's ``bench.head`` (Table 1's Cascade Mask R-CNN B rows)."""
     model = row.get("model") or config["runs"][row["run"]]["model"]
     ratios_run = row.get("ratios_from") or (row["run"] if "model" not in row else None)
+    name = model
     if ratios_run is not None and selects(model, run_spec(ratios_run)["model"]["backbone"]):
-        return f"{RUNS}/bench/{model}@{ratios_run}.json"
-    return f"{RUNS}/bench/{model}.json"
+        name = f"{model}@{ratios_run}"
+    head = run_spec(row["run"])["model"].get("head") if "run" in row else None
+    if head not in (None, "classifier", config["bench"]["head"]):
+        name = f"{name}+{head}"
+    return f"{RUNS}/bench/{name}.json"
 
 
 def table_row(wildcards):

@@ -1,6 +1,7 @@
 # run config -> fit (resumes from out_dir/last.pt) -> eval on the val split.
 #
-# fit's output is final.pt, copied from last.pt only once training has finished: a killed job
+# fit's output is final.pt, a hard link to last.pt made only once training has finished (no second
+# copy on disk; a later resume replaces last.pt by a new file and leaves final.pt as it was): a killed job
 # leaves no final.pt, so Snakemake reruns fit, which resumes from last.pt. The run folder itself
 # is not an output, so Snakemake never deletes it (nor the checkpoints in it) on failure.
 #
@@ -70,7 +71,7 @@ rule fit:
         gpu=step_gpus("fit"),
     shell:
         "OMP_NUM_THREADS={params.omp} {params.launcher} fit {input.config} >> {log} 2>&1"
-        " && cp {params.last} {output}.tmp && mv {output}.tmp {output}"
+        " && ln -f {params.last} {output}.tmp && mv {output}.tmp {output}"
 
 
 rule eval:

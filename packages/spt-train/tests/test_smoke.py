@@ -131,6 +131,12 @@ def test_every_paper_target_plans_on_the_real_datasets_given_after_the_smoke(sha
     assert out.count("spt-train fit runs/paper_smoke/") == len(paper["runs"])  # 1 seed each
     assert "--set=train.max_steps=1" in out and "--set=data.short=800" in out  # the smoke over paper.yaml
     assert "--set=model.head=cascade_mask_rcnn" in out and "--size 1280x800" in out
+    # Table 1's B rows are benchmarked with their own head, Cascade Mask R-CNN (Table 2's B: Mask)
+    for bench in ("swin_b+cascade_mask_rcnn", "spt_b@coco_spt_b+cascade_mask_rcnn", "swin_b"):
+        model, head = bench.split("@")[0].split("+")[0], bench.partition("+")[2] or "mask_rcnn"
+        assert re.search(
+            rf"--models {model} .*--head {head} .*--out runs/paper_smoke/bench/{re.escape(bench)}\.json", out
+        ), bench
 
 
 @pytest.mark.parametrize("profile", ["demo.yaml", "paper-smoke.yaml"])
