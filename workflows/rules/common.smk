@@ -315,14 +315,15 @@ def bench_inputs(wildcards):
 
 def bench_file(row):
     """The bench JSON of a table row: its model at the real architecture's size; a selecting model
-    at the select ratios its run (or ``ratios_from``) measured on the val split; a run's own detector
-    head where it is not the profile's ``bench.head`` (Table 1's Cascade Mask R-CNN B rows)."""
+    at the select ratios its run (or ``ratios_from``) measured on the val split; with the head a run
+    names itself (Table 1's Cascade Mask R-CNN B rows), else the profile's ``bench.head`` (the demo
+    trains Faster R-CNN by model_defaults and benchmarks the paper's Mask R-CNN)."""
     model = row.get("model") or config["runs"][row["run"]]["model"]
     ratios_run = row.get("ratios_from") or (row["run"] if "model" not in row else None)
     name = model
     if ratios_run is not None and selects(model, run_spec(ratios_run)["model"]["backbone"]):
         name = f"{model}@{ratios_run}"
-    head = run_spec(row["run"])["model"].get("head") if "run" in row else None
+    head = config["runs"][row["run"]].get("head") if "run" in row else None
     if head not in (None, "classifier", config["bench"]["head"]):
         name = f"{name}+{head}"
     return f"{RUNS}/bench/{name}.json"
