@@ -224,7 +224,8 @@ def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path):
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path):
     config = yaml.safe_load((CONFIGS / "ci.yaml").read_text())
-    config["train"].update(max_steps=8, epochs=2, checkpoint_steps=1)
+    # 40 steps (4 a epoch): long enough that the kill lands mid-training on a quiet machine too
+    config["train"].update(max_steps=40, epochs=10, checkpoint_steps=1)
     path = tmp_path / "ci8.yaml"
     path.write_text(yaml.safe_dump(config))
     target = "runs/ci/spt_t/final.pt"
@@ -245,7 +246,7 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_as_an_uninterrupte
     last = killed / "runs" / "ci" / "spt_t" / "last.pt"
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C mid-training
     proc.wait(timeout=120)
     assert proc.returncode != 0, "training finished before the kill; make the run longer"
@@ -256,6 +257,6 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_as_an_uninterrupte
     assert "resumed" in log
     a = torch.load(straight / target, map_location="cpu", weights_only=False)
     b = torch.load(killed / target, map_location="cpu", weights_only=False)
-    assert a["step"] == b["step"] == 8
+    assert a["step"] == b["step"] == 40
     for k, v in a["model"].items():
         torch.testing.assert_close(b["model"][k], v, rtol=0, atol=0, msg=k)
