@@ -247,17 +247,17 @@ def test_score_up_is_max_pooled_into_the_selection():
 
 
 def test_bad_arguments_raise_clear_errors():
-    with pytest.raises(ValueError, match="backend should be one of"):
+    with pytest.raises(ValueError, match="backend must be one of"):
         SPABlock(C, HEADS, M, backend="xformers")
-    with pytest.raises(ValueError, match="layout should be 'packed' or 'padded', got 'ragged'"):
+    with pytest.raises(ValueError, match="layout must be 'packed' or 'padded', got 'ragged'"):
         SPABlock(C, HEADS, M, layout="ragged")
-    with pytest.raises(ValueError, match="mlp should be 'all' or 'selected', got 'some'"):
+    with pytest.raises(ValueError, match="mlp must be 'all' or 'selected', got 'some'"):
         SPABlock(C, HEADS, M, mlp="some")
-    with pytest.raises(ValueError, match="gate should be 'selected' or 'all', got 'none'"):
+    with pytest.raises(ValueError, match="gate must be 'selected' or 'all', got 'none'"):
         SPABlock(C, HEADS, M, gate="none")
     with pytest.raises(ValueError, match="gate='all' gates the MLP input of unselected tokens"):
         SPABlock(C, HEADS, M, mlp="selected", gate="all")
-    with pytest.raises(ValueError, match="dim should be divisible by num_heads, got dim=32, num_heads=3"):
+    with pytest.raises(ValueError, match="dim must be divisible by num_heads, got dim=32, num_heads=3"):
         SPABlock(C, 3, M)
     with pytest.raises(
         ValueError, match=r"finer score map \(1, 4, 4\) pools to \(1, 2, 2\), expected \(1, 8, 12\)"

@@ -44,7 +44,7 @@ def test_spa_block_macs_of_the_two_readings():
     assert full - sparse == 2 * (B * H * W - T) * C * 4 * C
     with pytest.raises(ValueError, match="mlp='selected' needs num_selected"):
         spa_block_macs(B, H, W, C, M, containers, mlp="selected")
-    with pytest.raises(ValueError, match="mlp should be 'all' or 'selected', got 'none'"):
+    with pytest.raises(ValueError, match="mlp must be 'all' or 'selected', got 'none'"):
         spa_block_macs(B, H, W, C, M, containers, mlp="none")
 
 

@@ -35,11 +35,9 @@ def test_empty_selection_has_no_containers(layout):
 
 
 def test_pack_rejects_bad_keep():
-    with pytest.raises(
-        ValueError, match=r"keep should be a \[B, N\] bool tensor, got \(2, 5\) torch.float32"
-    ):
+    with pytest.raises(ValueError, match=r"keep must be a \[B, N\] bool tensor, got \(2, 5\) torch.float32"):
         pack_plan(torch.zeros(2, 5), 4)
-    with pytest.raises(ValueError, match="layout should be 'packed' or 'padded', got 'x'"):
+    with pytest.raises(ValueError, match="layout must be 'packed' or 'padded', got 'x'"):
         pack_plan(torch.zeros(2, 5, dtype=torch.bool), 4, "x")
 
 

@@ -39,7 +39,7 @@ def test_padding_is_never_selected_even_with_high_scores():
 
 @pytest.mark.parametrize(
     "threshold,tau,message",
-    [(0.0, 1.0, "threshold should be in \\(0, 1\\), got 0.0"), (0.5, 0.0, "tau should be > 0, got 0.0")],
+    [(0.0, 1.0, "threshold must be in \\(0, 1\\), got 0.0"), (0.5, 0.0, "tau must be > 0, got 0.0")],
 )
 def test_bad_selection_arguments(threshold, tau, message):
     with pytest.raises(ValueError, match=message):
@@ -91,7 +91,7 @@ def test_top_ratio_in_a_block_and_bad_ratio():
     with torch.no_grad():
         _, sel = block(torch.randn(2, 8, 10, 16))
     assert sel.keep.flatten(1).sum(1).tolist() == [24, 24]
-    with pytest.raises(ValueError, match=r"keep_ratio should be in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"keep_ratio must be in \[0, 1\], got 1.5"):
         SPABlock(16, 2, 4, keep_ratio=1.5)
-    with pytest.raises(ValueError, match=r"ratio should be in \[0, 1\], got -0.1"):
+    with pytest.raises(ValueError, match=r"ratio must be in \[0, 1\], got -0.1"):
         select_top_ratio(torch.zeros(1, 3), -0.1)

@@ -74,5 +74,5 @@ def test_spt_oracle_classifier_selects_exactly_the_label_positives():
 def test_bad_classifier_arguments():
     with pytest.raises(ValueError, match="gt_select=True needs an SPT built with selection='given'"):
         Classifier(create_model("swin_t", depths=(1, 1, 1, 1)), 20, gt_select=True)
-    with pytest.raises(ValueError, match="num_classes should be >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
         create_classifier("swin_t", 0, depths=(1, 1, 1, 1))

@@ -255,7 +255,7 @@ def test_training_forward_costs_about_six_percent_more_than_swin_t_and_eval_less
 
 
 def test_bad_pruning_config_is_an_error():
-    with pytest.raises(ValueError, match="keep_ratio should be non-increasing"):
+    with pytest.raises(ValueError, match="keep_ratio must be non-increasing"):
         create_model("dynamicswin_t", keep_ratio=(0.5, 0.7, 0.3))
-    with pytest.raises(ValueError, match=r"pruning_loc should be increasing block indices in \[0, 6\)"):
+    with pytest.raises(ValueError, match=r"pruning_loc must be increasing block indices in \[0, 6\)"):
         create_model("dynamicswin_t", pruning_loc=(1, 2, 6))

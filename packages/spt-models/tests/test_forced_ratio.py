@@ -54,7 +54,7 @@ def test_bad_forced_ratios_are_refused_naming_the_strides():
     assert str(e.value) == "keep_ratio should name every SPA stride [16, 32] once, got strides [16, 32, 64]"
     with pytest.raises(ValueError) as e:
         create_model("spt_t12", keep_ratio={16: 1.5, 32: 0.3}, **TINY)
-    assert str(e.value) == "keep_ratio should be in [0, 1], got 1.5"
+    assert str(e.value) == "keep_ratio must be in [0, 1], got 1.5"
     # a single ratio still applies to every SPA block, as before
     model = create_model("spt_t12", keep_ratio=0.25, **TINY)
     assert {b.keep_ratio for stage in model.features[5:8:2] for b in stage} == {0.25}

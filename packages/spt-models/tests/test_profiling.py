@@ -75,5 +75,5 @@ def test_measure_fps_reports_the_median_of_repeats():
     assert len(result.times_s) == 3 and result.median_s == sorted(result.times_s)[1]
     assert result.fps == pytest.approx(2 / result.median_s)
     assert model.training
-    with pytest.raises(ValueError, match="repeats should be >= 1"):
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
         measure_fps(model, torch.randn(1, 3, 64, 64), repeats=0)

@@ -159,8 +159,7 @@ def test_list_from_a_config_file_is_accepted():
 )
 def test_invalid_spa_stages_raise(bad):
     message = (
-        "spa_stages should be a suffix of the stages 1-4: (4,), (3, 4), (2, 3, 4) or (1, 2, 3, 4), "
-        f"got {bad!r}"
+        f"spa_stages must be a suffix of the stages 1-4: (4,), (3, 4), (2, 3, 4) or (1, 2, 3, 4), got {bad!r}"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         create_model("spt_t", spa_stages=bad, **TINY)

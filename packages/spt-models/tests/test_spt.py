@@ -95,9 +95,9 @@ def test_selection_switch_errors():
         create_model("spt_t12")(x, keep=keep)
     with pytest.raises(ValueError, match=r"needs keep masks for strides \[16, 32\], got None"):
         create_model("spt_t12", selection="given")(x)
-    with pytest.raises(ValueError, match=r"keep\[32\] should be a \[1, 2, 2\] bool mask"):
+    with pytest.raises(ValueError, match=r"keep\[32\] must be a \[1, 2, 2\] bool mask"):
         create_model("spt_t12", selection="given")(x, keep={16: keep[16], 32: keep[16]})
-    with pytest.raises(ValueError, match="selection should be 'gate' or 'given', got 'oracle'"):
+    with pytest.raises(ValueError, match="selection must be 'gate' or 'given', got 'oracle'"):
         create_model("spt_t12", selection="oracle")
 
 

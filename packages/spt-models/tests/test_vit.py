@@ -80,5 +80,5 @@ def test_selection_reduces_macs():
 
 
 def test_bad_keep_is_an_error():
-    with pytest.raises(ValueError, match=r"keep should be a \[1, 4, 4\] bool mask"):
+    with pytest.raises(ValueError, match=r"keep must be a \[1, 4, 4\] bool mask"):
         _model()(torch.randn(1, 3, 64, 64), torch.ones(1, 4, 5, dtype=torch.bool))

@@ -1,6 +1,10 @@
-"""A tiny synthetic dataset (spt-data synth -> convert -> labels), made once per session, and
-run configs for a tiny detector (fixtures: tests are imported with --import-mode=importlib)."""
+"""A tiny synthetic dataset (spt-data synth -> convert -> labels), made once per session, run
+configs for a tiny detector, and Snakemake runs of the top-level workflow (fixtures: tests are
+imported with --import-mode=importlib, so they cannot import helpers from each other)."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +12,8 @@ import yaml
 
 from spt_data.cli import main as spt_data
 
+ROOT = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent  # spt-data, spt-train and snakemake of this environment
 SIZE = (160, 96)  # width, height of every synthetic image; frame = the image (multiples of 32)
 
 
@@ -107,5 +113,47 @@ def write_config(synthetic, tmp_path):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def snakemake():
+    """-> run(workdir, configs, *args, **kwargs): ``snakemake -s Snakefile --configfile CONFIGS...
+    --replace-workflow-config ARGS`` in ``workdir`` (outputs land there), with this environment's
+    CLIs first on PATH; ``configs`` one file or a list; ``kwargs`` go to :func:`subprocess.run`."""
+
+    def run(workdir: Path, configs, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        configs = [configs] if isinstance(configs, (str, os.PathLike)) else configs
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--configfile", *map(str, configs)]
+        cmd += ["--replace-workflow-config", *args]
+        return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def paper_config(tmp_path):
+    """-> write(edit=None) -> (config, path): paper.yaml, edited in place by ``edit(config)``, with
+    its dataset paths replaced by empty files and folders under tmp_path, written to tmp_path."""
+
+    def write(edit=None) -> tuple[dict, Path]:
+        config = yaml.safe_load((ROOT / "workflows" / "config" / "paper.yaml").read_text())
+        for name, d in config["datasets"].items():
+            if "subset_of" in d:  # made by the run from its parent dataset
+                continue
+            for split in ("train", "val"):
+                for key in ("ann", "images", "root"):
+                    if key in d[split]:
+                        path = tmp_path / "datasets" / name / split / key
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.mkdir() if key != "ann" else path.write_text("{}")
+                        d[split][key] = str(path)
+        if edit is not None:
+            edit(config)
+        out = tmp_path / "paper.yaml"
+        out.write_text(yaml.safe_dump(config))
+        return config, out
 
     return write

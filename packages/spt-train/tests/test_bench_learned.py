@@ -238,10 +238,13 @@ def _error(capsys, args: list[str], tmp_path: Path, usage: bool = False) -> str:
 
 def test_bad_bench_inputs_are_named_in_one_line(tmp_path, capsys, write_config):
     err = _error(capsys, ["--models", "spt_t", "--ratios", "16=1.5,32=0.4"], tmp_path, usage=True)
-    assert err == "spt-train bench: error: argument --ratios: stride 16: ratio 1.5 must be in [0, 1]"
+    assert (
+        err
+        == "spt-train bench: error: argument --ratios: stride 16: ratio must be a number in [0, 1], got '1.5'"
+    )
     err = _error(capsys, ["--models", "spt_t", "--ratios", "16=0.3,32"], tmp_path, usage=True)
     assert err == (
-        "spt-train bench: error: argument --ratios: expected STRIDE=RATIO[,STRIDE=RATIO...], "
+        "spt-train bench: error: argument --ratios: must be STRIDE=RATIO[,STRIDE=RATIO...], "
         "e.g. 16=0.31,32=0.45, got '16=0.3,32'"
     )
     err = _error(capsys, ["--models", "spt_t", "--ratios", "16=0.3,16=0.4"], tmp_path, usage=True)

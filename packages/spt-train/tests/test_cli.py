@@ -65,7 +65,7 @@ def test_eval_usage_errors_exit_2(tmp_path, capsys):
     assert "eval takes a run config (a checkpoint) or --gt and --predictions" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", "--gt", "nope.parquet", "--predictions", "x.json", "--out", str(tmp_path / "m.json")])
-    assert "nope.parquet: file not found" in capsys.readouterr().err
+    assert "argument --gt: file not found: nope.parquet" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--models", "swin_t", "--out", str(tmp_path)])
     assert f"spt-train bench: error: argument --out: {tmp_path} is a directory, expected a file name" in (

@@ -132,7 +132,10 @@ def test_set_overrides_and_bad_set(write_config, capsys):
     assert config.train.epochs == 5 and config.model.backbone["embed_dim"] == 8
     with pytest.raises(SystemExit):
         main(["fit", str(write_config()), "--set", "train.epochs"])
-    assert "--set takes KEY=VALUE, e.g. train.epochs=3, got 'train.epochs'" in capsys.readouterr().err
+    assert (
+        "argument --set: must be KEY=VALUE, e.g. train.epochs=3, got 'train.epochs'"
+        in capsys.readouterr().err
+    )
 
 
 def enums_naming(node, value):

@@ -30,35 +30,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def snakemake(workdir: Path, config: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """``snakemake -s Snakefile --configfile config`` in ``workdir`` (outputs land there)."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--configfile", str(config)]
-    cmd += ["--replace-workflow-config", *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, **kwargs)
-
-
-def paper_config(tmp_path: Path) -> Path:
-    """paper.yaml with its dataset paths replaced by empty files and folders under tmp_path."""
-    config = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
-    for name, d in config["datasets"].items():
-        if "subset_of" in d:  # made by the run from its parent dataset
-            continue
-        for split in ("train", "val"):
-            for key in ("ann", "images", "root"):
-                if key in d[split]:
-                    path = tmp_path / "datasets" / name / split / key
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.mkdir() if key != "ann" else path.write_text("{}")
-                    d[split][key] = str(path)
-    out = tmp_path / "paper.yaml"
-    out.write_text(yaml.safe_dump(config))
-    return out
-
-
 @pytest.mark.parametrize("profile", ["demo", "paper", "ci"])
-def test_every_target_plans(profile, tmp_path):
-    config = paper_config(tmp_path) if profile == "paper" else CONFIGS / f"{profile}.yaml"
+def test_every_target_plans(profile, tmp_path, snakemake, paper_config):
+    config = paper_config()[1] if profile == "paper" else CONFIGS / f"{profile}.yaml"
     targets = yaml.safe_load(config.read_text())
     expected = [f"results/{t}.csv" for t in targets["tables"]] + [
         f"results/{f}.png" for f in targets["figures"]
@@ -82,7 +56,7 @@ def test_every_target_plans(profile, tmp_path):
         (lambda c: c["datasets"]["bdd"]["synth"].update(size="big"), "size"),
         (
             lambda c: c["runs"]["spt_t"].update(backbone={"spa_stages": [2]}),
-            "config runs.spt_t: model.backbone: spa_stages should be a suffix of the stages 1-4",
+            "config runs.spt_t: model.backbone: spa_stages must be a suffix of the stages 1-4",
         ),
         (lambda c: c["runs"]["spt_t"].update(gt_select=True), "config runs.spt_t: model.gt_select"),
         (lambda c: c["figures"]["fig6"]["names"].append("x"), "config figures.fig6: 3 names for 2 runs"),
@@ -125,7 +99,7 @@ def test_every_target_plans(profile, tmp_path):
         ),
     ],
 )
-def test_a_bad_config_stops_before_any_job_naming_the_key(edit, message, tmp_path):
+def test_a_bad_config_stops_before_any_job_naming_the_key(edit, message, tmp_path, snakemake):
     config = yaml.safe_load((CONFIGS / "ci.yaml").read_text())
     edit(config)
     path = tmp_path / "bad.yaml"
@@ -155,7 +129,9 @@ def test_a_bad_config_stops_before_any_job_naming_the_key(edit, message, tmp_pat
         ("ci", "results/table9.csv", "config tables.table9: not in the ci profile, nor in workflows/config"),
     ],
 )
-def test_a_target_of_another_profile_names_the_profiles_that_have_it(profile, target, message, tmp_path):
+def test_a_target_of_another_profile_names_the_profiles_that_have_it(
+    profile, target, message, tmp_path, snakemake
+):
     result = snakemake(tmp_path, CONFIGS / f"{profile}.yaml", "-n", target)
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
@@ -186,7 +162,7 @@ def test_the_pipeline_session_pins_every_package_that_snakemake_report_needs():
 
 
 @pytest.mark.slow
-def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path):
+def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path, snakemake):
     config = CONFIGS / "ci.yaml"
     targets = ["results/table2.csv", "results/fig6.png", "results/table5.csv", "results/fig4.png"]
     targets.append("results/selection_curve.csv")
@@ -222,7 +198,7 @@ def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path):
+def test_killed_training_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path, snakemake):
     config = yaml.safe_load((CONFIGS / "ci.yaml").read_text())
     config["train"].update(max_steps=8, epochs=2, checkpoint_steps=1)
     path = tmp_path / "ci8.yaml"

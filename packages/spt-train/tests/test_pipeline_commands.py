@@ -72,7 +72,7 @@ def test_config_stops_at_a_backbone_override_the_model_refuses(synthetic, tmp_pa
     sets = [f"--set=data.train.records={synthetic / 'train.parquet'}", "--set=out_dir=runs/x"]
     assert main(["config", *sets, "--set=model.backbone.spa_stages=[2]", "--out", str(out)]) == 2
     message = (
-        "spa_stages should be a suffix of the stages 1-4: (4,), (3, 4), (2, 3, 4) or (1, 2, 3, 4), got [2]"
+        "spa_stages must be a suffix of the stages 1-4: (4,), (3, 4), (2, 3, 4) or (1, 2, 3, 4), got [2]"
     )
     assert f"{out}: model.backbone: {message}" in capsys.readouterr().err
     assert not out.exists()

@@ -3,10 +3,8 @@ fit, eval and bench job requests the CPUs, memory, time and GPUs of its own conf
 ``resources.{fit,eval,bench}`` (the profile sets none of them), fit trains over its GPUs with
 torchrun, and a bad GPU count stops at load naming the key."""
 
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-SNAKEFILE = ROOT / "Snakefile"
 CONFIGS = ROOT / "workflows" / "config"
 SLURM = ROOT / "profiles" / "slurm"
 BIN = Path(sys.executable).parent  # spt-train and snakemake of this environment
@@ -25,35 +22,6 @@ pytestmark = [
         sys.version_info < (3, 11), reason="snakemake-executor-plugin-slurm needs Python 3.11"
     ),
 ]
-
-
-def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    """``snakemake -s Snakefile --configfile config ARGS`` in ``workdir``."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--configfile", str(config)]
-    cmd += ["--replace-workflow-config", *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-
-
-def paper_config(tmp_path: Path, edit=None) -> tuple[dict, Path]:
-    """paper.yaml (edited by ``edit``) with its dataset paths replaced by empty files and folders
-    under tmp_path: the config and its file."""
-    config = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
-    for name, d in config["datasets"].items():
-        if "subset_of" in d:  # made by the run from its parent dataset
-            continue
-        for split in ("train", "val"):
-            for key in ("ann", "images", "root"):
-                if key in d[split]:
-                    path = tmp_path / "datasets" / name / split / key
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.mkdir() if key != "ann" else path.write_text("{}")
-                    d[split][key] = str(path)
-    if edit is not None:
-        edit(config)
-    out = tmp_path / "paper.yaml"
-    out.write_text(yaml.safe_dump(config))
-    return config, out
 
 
 def planned_jobs(output: str) -> list[dict]:
@@ -72,10 +40,10 @@ def planned_jobs(output: str) -> list[dict]:
     return jobs
 
 
-def plan(tmp_path: Path, edit=None) -> tuple[dict, dict[str, list[dict]]]:
+def plan(snakemake, paper_config, tmp_path: Path, edit=None) -> tuple[dict, dict[str, list[dict]]]:
     """Table 2 of the paper profile planned with the SLURM workflow profile (executor slurm, no
     cluster needed: a dry run): the config and the planned jobs by rule."""
-    config, path = paper_config(tmp_path, edit)
+    config, path = paper_config(edit)
     result = snakemake(tmp_path, path, "--workflow-profile", str(SLURM), "-n", "results/table2.csv")
     assert result.returncode == 0, result.stderr[-3000:]
     by_rule: dict[str, list[dict]] = {}
@@ -91,8 +59,8 @@ def test_slurm_profile_sets_no_cpus_memory_time_or_gpus_of_its_own():
         assert set(profile["set-resources"][rule]) <= {"slurm_partition", "nodes"}, rule
 
 
-def test_paper_profile_plans_on_slurm_with_each_steps_own_resources(tmp_path):
-    config, jobs = plan(tmp_path)
+def test_paper_profile_plans_on_slurm_with_each_steps_own_resources(tmp_path, snakemake, paper_config):
+    config, jobs = plan(snakemake, paper_config, tmp_path)
     assert {"fit", "eval", "bench"} <= set(jobs), sorted(jobs)
     for rule, step in (("fit", "fit"), ("eval", "eval"), ("bench", "bench")):
         want = config["resources"][step]
@@ -113,13 +81,13 @@ def test_paper_profile_plans_on_slurm_with_each_steps_own_resources(tmp_path):
     assert all(job["resources"]["slurm_partition"] == "cpu" for job in data)
 
 
-def test_the_config_alone_changes_the_gpus_and_the_training_processes(tmp_path):
+def test_the_config_alone_changes_the_gpus_and_the_training_processes(tmp_path, snakemake, paper_config):
     def edit(config):
         config["resources"]["fit"].update(gpus=4, threads=32)
         config["resources"]["eval"]["gpus"] = 0
         del config["resources"]["bench"]["gpus"]  # absent: no GPU either
 
-    _, jobs = plan(tmp_path, edit)
+    _, jobs = plan(snakemake, paper_config, tmp_path, edit)
     for job in jobs["fit"]:
         assert job["resources"]["gpu"] == "4" and job["resources"]["cpus_per_task"] == "32"
         assert "torchrun --standalone --nproc-per-node 4 -m spt_train fit" in job["shell"]
@@ -137,7 +105,7 @@ def test_the_config_alone_changes_the_gpus_and_the_training_processes(tmp_path):
         ("bench", "one", "'one' is not of type 'integer'"),
     ],
 )
-def test_a_bad_gpu_count_stops_at_load_naming_the_key(step, gpus, message, tmp_path):
+def test_a_bad_gpu_count_stops_at_load_naming_the_key(step, gpus, message, tmp_path, snakemake):
     config = yaml.safe_load((CONFIGS / "ci.yaml").read_text())
     config["resources"][step]["gpus"] = gpus
     path = tmp_path / "bad.yaml"

@@ -9,7 +9,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-SNAKEFILE = ROOT / "Snakefile"
 CONFIGS = ROOT / "workflows" / "config"
 SMOKE = CONFIGS / "paper-smoke.yaml"
 BIN = Path(sys.executable).parent  # spt-data, spt-train and snakemake of this environment
@@ -37,14 +35,6 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA.resolve()
-
-
-def snakemake(workdir: Path, configs: list[Path], *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """``snakemake -s Snakefile --configfile CONFIGS... --replace-workflow-config ARGS`` in ``workdir``."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), "--configfile", *map(str, configs)]
-    cmd += ["--replace-workflow-config", *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, **kwargs)
 
 
 def write_yaml(path: Path, data: dict) -> Path:
@@ -75,7 +65,7 @@ def workdir(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_bdd_frames_through_table2_swin_t_and_spt_t_at_the_paper_dims(shared_data, workdir):
+def test_real_bdd_frames_through_table2_swin_t_and_spt_t_at_the_paper_dims(shared_data, workdir, snakemake):
     my_data = write_yaml(workdir / "my-data.yaml", {"datasets": {"bdd": bdd_files(shared_data)}})
     rows = [{"name": "Swin-T", "run": "bdd_swin_t"}, {"name": "SPT-T", "run": "bdd_spt_t"}]
     two_rows = write_yaml(workdir / "two-rows.yaml", {"tables": {"table2": {"rows": rows}}})
@@ -99,7 +89,9 @@ def test_real_bdd_frames_through_table2_swin_t_and_spt_t_at_the_paper_dims(share
         assert row["bench_size"] == "1280x800" and row["bench_device"] == "cpu"
 
 
-def test_every_paper_target_plans_on_the_real_datasets_given_after_the_smoke(shared_data, tmp_path):
+def test_every_paper_target_plans_on_the_real_datasets_given_after_the_smoke(
+    shared_data, tmp_path, snakemake
+):
     voc = shared_data / "voc_rodm" / "VOCdevkit" / "VOC2012"  # one split file: trainval
     coco = shared_data / "coco_tinycoco"  # one annotation file (train2017): both splits here
     coco_split = {
@@ -140,7 +132,9 @@ def test_every_paper_target_plans_on_the_real_datasets_given_after_the_smoke(sha
 
 
 @pytest.mark.parametrize("profile", ["demo.yaml", "paper-smoke.yaml"])
-def test_a_dataset_mixing_synthetic_scenes_and_files_stops_naming_it(profile, shared_data, tmp_path):
+def test_a_dataset_mixing_synthetic_scenes_and_files_stops_naming_it(
+    profile, shared_data, tmp_path, snakemake
+):
     bdd = bdd_files(shared_data)
     if profile == "paper-smoke.yaml":  # the smoke's bdd is `synthetic`: a mix only given in one mapping
         bdd["synth"] = {"train_images": 4, "val_images": 2, "size": "1280x720", "min_size": 8, "seed": 0}

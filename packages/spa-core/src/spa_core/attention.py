@@ -92,7 +92,7 @@ def packed_attention(
         return flex_packed_attention(
             q, k, v, table=table, pos=pos, group=group, window=window, dropout=dropout
         )
-    raise ValueError(f"backend should be one of {BACKENDS}, got {backend!r}")
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 def reference_attention(

@@ -116,9 +116,9 @@ class SPAttention(nn.Module):
     ) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim should be divisible by num_heads, got dim={dim}, num_heads={num_heads}")
+            raise ValueError(f"dim must be divisible by num_heads, got dim={dim}, num_heads={num_heads}")
         if backend not in BACKENDS:
-            raise ValueError(f"backend should be one of {BACKENDS}, got {backend!r}")
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.num_heads, self.window_size, self.backend = num_heads, window_size, backend
         self.attention_dropout, self.dropout = attention_dropout, dropout
         self.qkv = nn.Linear(dim, dim * 3)
@@ -184,11 +184,11 @@ class SPABlock(nn.Module):
     ) -> None:
         super().__init__()
         if layout not in ("packed", "padded"):
-            raise ValueError(f"layout should be 'packed' or 'padded', got {layout!r}")
+            raise ValueError(f"layout must be 'packed' or 'padded', got {layout!r}")
         if mlp not in MLP_MODES:
-            raise ValueError(f"mlp should be 'all' or 'selected', got {mlp!r}")
+            raise ValueError(f"mlp must be 'all' or 'selected', got {mlp!r}")
         if gate not in GATE_MODES:
-            raise ValueError(f"gate should be 'selected' or 'all', got {gate!r}")
+            raise ValueError(f"gate must be 'selected' or 'all', got {gate!r}")
         if mlp == "selected" and gate == "all":
             raise ValueError(
                 "gate='all' gates the MLP input of unselected tokens, which skip the MLP with "
@@ -197,7 +197,7 @@ class SPABlock(nn.Module):
         self.mlp_mode, self.gate_mode = mlp, gate
         self.window_size, self.shift = window_size, window_size // 2 if shift else 0
         if keep_ratio is not None and not 0.0 <= keep_ratio <= 1.0:
-            raise ValueError(f"keep_ratio should be in [0, 1], got {keep_ratio}")
+            raise ValueError(f"keep_ratio must be in [0, 1], got {keep_ratio}")
         self.threshold, self.tau, self.keep_ratio = threshold, tau, keep_ratio
         self.layout, self.drop_path_rate = layout, drop_path
         self.norm1 = norm_layer(dim)

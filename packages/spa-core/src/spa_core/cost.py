@@ -66,7 +66,7 @@ def spa_block_macs(
             raise ValueError("mlp='selected' needs num_selected, the number of selected tokens T")
         mlp_tokens = num_selected
     else:
-        raise ValueError(f"mlp should be 'all' or 'selected', got {mlp!r}")
+        raise ValueError(f"mlp must be 'all' or 'selected', got {mlp!r}")
     return spa_attention_macs(B * H * W, C, M * M, num_containers) + mlp_macs(mlp_tokens, C, mlp_ratio)
 
 

@@ -63,9 +63,9 @@ class PackPlan:
 def pack_plan(keep: Tensor, length: int, layout: Layout = "packed") -> PackPlan:
     """keep [B, N] bool -> :class:`PackPlan` with containers of ``length`` tokens."""
     if keep.dim() != 2 or keep.dtype != torch.bool:
-        raise ValueError(f"keep should be a [B, N] bool tensor, got {tuple(keep.shape)} {keep.dtype}")
+        raise ValueError(f"keep must be a [B, N] bool tensor, got {tuple(keep.shape)} {keep.dtype}")
     if length < 1:
-        raise ValueError(f"container length should be >= 1, got {length}")
+        raise ValueError(f"container length must be >= 1, got {length}")
     B, N = keep.shape
     b, n = keep.nonzero(as_tuple=True)  # [T], row-major: image after image
     index = b * N + n
@@ -80,7 +80,7 @@ def pack_plan(keep: Tensor, length: int, layout: Layout = "packed") -> PackPlan:
         slot = b * (per_image * length) + torch.arange(T, device=keep.device) - first[b]
         num_containers = B * per_image
     else:
-        raise ValueError(f"layout should be 'packed' or 'padded', got {layout!r}")
+        raise ValueError(f"layout must be 'packed' or 'padded', got {layout!r}")
     image_id = torch.full((num_containers * length,), -1, dtype=torch.long, device=keep.device)
     image_id[slot] = b
     return PackPlan(index, slot, image_id.view(num_containers, length), length, layout == "packed")

@@ -26,9 +26,9 @@ def select_tokens(
     ``valid`` (bool, same shape) marks real tokens: padding is never selected.
     """
     if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold should be in (0, 1), got {threshold}")
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if tau <= 0:
-        raise ValueError(f"tau should be > 0, got {tau}")
+        raise ValueError(f"tau must be > 0, got {tau}")
     if training:
         noise_device = (
             generator.device if generator is not None else logits.device
@@ -59,7 +59,7 @@ def select_top_ratio(
     In training ``weight`` carries sigmoid's gradient straight through, as in :func:`select_tokens`.
     """
     if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"ratio should be in [0, 1], got {ratio}")
+        raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     B = logits.shape[0]
     flat = logits.detach().reshape(B, -1)
     real = torch.ones_like(flat, dtype=torch.bool) if valid is None else valid.reshape(B, -1)

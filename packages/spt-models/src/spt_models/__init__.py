@@ -13,7 +13,7 @@ keep=None) -> (maps, aux)``, maps the ordered dict ``stage1..stage4`` of NHWC ma
 
 Names are imported on first use (PEP 562), so importing the package does not import torch."""
 
-import importlib
+from ._lazy import lazy_exports
 
 _EXPORTS = {  # name -> submodule; imported on first use, so `import spt_models` (and the CLI's --help) is fast
     "STAGE_NAMES": "backbone",
@@ -123,13 +123,4 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

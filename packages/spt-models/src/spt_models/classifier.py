@@ -45,9 +45,9 @@ class Classifier(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(backbone, (Backbone, VisionTransformer)):
-            raise ValueError(f"backbone should be a registry backbone, got {type(backbone).__name__}")
+            raise ValueError(f"backbone must be a registry backbone, got {type(backbone).__name__}")
         if num_classes < 1:
-            raise ValueError(f"num_classes should be >= 1, got {num_classes}")
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if backbone.multiscale and backbone.needs_keep != gt_select:
             raise ValueError(
                 "gt_select=True needs an SPT built with selection='given' (e.g. spt_t_oracle) or vit_s16"

@@ -121,7 +121,7 @@ class DeformableAttention(nn.Module):
         super().__init__()
         if dim % num_heads or num_heads % groups:
             raise ValueError(
-                f"dim % num_heads and num_heads % groups should be 0, got {dim}, {num_heads}, {groups}"
+                f"dim % num_heads and num_heads % groups must be 0, got {dim}, {num_heads}, {groups}"
             )
         self.num_heads, self.groups, self.offset_range = num_heads, groups, offset_range
         cg = dim // groups

@@ -357,12 +357,12 @@ class DynamicSwinBackbone(Backbone):
 def _check_pruning(pruning_loc: tuple[int, ...], keep_ratio: tuple[float, ...], depth: int) -> None:
     if len(pruning_loc) != len(keep_ratio) or not pruning_loc:
         raise ValueError(
-            f"pruning_loc and keep_ratio should be non-empty and of one length, got {pruning_loc}, {keep_ratio}"
+            f"pruning_loc and keep_ratio must be non-empty and of one length, got {pruning_loc}, {keep_ratio}"
         )
     if list(pruning_loc) != sorted(set(pruning_loc)) or pruning_loc[0] < 0 or pruning_loc[-1] >= depth:
-        raise ValueError(f"pruning_loc should be increasing block indices in [0, {depth}), got {pruning_loc}")
+        raise ValueError(f"pruning_loc must be increasing block indices in [0, {depth}), got {pruning_loc}")
     if any(not 0.0 < r <= 1.0 for r in keep_ratio) or list(keep_ratio) != sorted(keep_ratio, reverse=True):
-        raise ValueError(f"keep_ratio should be non-increasing values in (0, 1], got {keep_ratio}")
+        raise ValueError(f"keep_ratio must be non-increasing values in (0, 1], got {keep_ratio}")
 
 
 @register_model

@@ -18,7 +18,7 @@ def check_valid(valid: Tensor, batch: int, height: int, width: int) -> None:
         low, high = valid.min(0).values, valid.max(0).values
         if int(low.min()) < 1 or int(high[0]) > height or int(high[1]) > width:
             raise ValueError(
-                f"valid extents should be within [1, {height}] x [1, {width}] pixels, got {valid.tolist()}"
+                f"valid extents must be within [1, {height}] x [1, {width}] pixels, got {valid.tolist()}"
             )
     elif valid.shape == (batch, height, width) and valid.dtype == torch.bool:
         empty = (~valid.flatten(1).any(1)).nonzero().flatten().tolist()
@@ -26,7 +26,7 @@ def check_valid(valid: Tensor, batch: int, height: int, width: int) -> None:
             raise ValueError(f"valid pixel mask has no real pixel in image(s) {empty}")
     else:
         raise ValueError(
-            f"valid should be a [B, 2] integer tensor of real (height, width) or a [B, H, W] bool pixel "
+            f"valid must be a [B, 2] integer tensor of real (height, width) or a [B, H, W] bool pixel "
             f"mask for an input of {batch}x{height}x{width}, got {tuple(valid.shape)} {valid.dtype}"
         )
 
@@ -71,7 +71,7 @@ def random_keep(
     Used to fix the select ratio (profiling, benchmarks, Fig. 6); seeded through ``generator``.
     """
     if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"ratio should be in [0, 1], got {ratio}")
+        raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     h, w = grid
     count = round(ratio * h * w)
     noise = torch.rand(batch, h * w, generator=generator)  # [B, h*w]
@@ -83,7 +83,7 @@ def token_grid(height: int, width: int, stride: int, patch_size: int = 4) -> tup
     """Token grid (h, w) of a Swin/SPT map at ``stride`` for an ``height x width`` input: the patch
     embedding floors (``side // patch_size``), every patch merging ceils (``ceil(side / 2)``)."""
     if stride < patch_size or stride % patch_size or (stride // patch_size) & (stride // patch_size - 1):
-        raise ValueError(f"stride should be patch_size * 2**k, got {stride} with patch_size {patch_size}")
+        raise ValueError(f"stride must be patch_size * 2**k, got {stride} with patch_size {patch_size}")
     h, w, s = height // patch_size, width // patch_size, patch_size
     while s < stride:
         h, w, s = -(-h // 2), -(-w // 2), s * 2

@@ -56,7 +56,7 @@ def measure_fps(
     """Eval-mode, no-grad forwards: ``warmup`` untimed, then the median of ``repeats`` timed ones
     (synchronizing the GPU around each when ``inputs`` is on CUDA). The model's mode is restored."""
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats should be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     cuda = inputs.device.type == "cuda"
     was_training = model.training
     model.eval()

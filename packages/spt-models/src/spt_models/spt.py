@@ -191,9 +191,9 @@ class SPTBackbone(Backbone):
         if len(depths) != 4 or len(heads) != 4:
             raise ValueError(f"SPT has 4 stages: got depths={depths}, heads={heads}")
         if selection not in ("gate", "given"):
-            raise ValueError(f"selection should be 'gate' or 'given', got {selection!r}")
+            raise ValueError(f"selection must be 'gate' or 'given', got {selection!r}")
         if extra_blocks < 0:
-            raise ValueError(f"extra_blocks should be >= 0, got {extra_blocks}")
+            raise ValueError(f"extra_blocks must be >= 0, got {extra_blocks}")
         self.selection, self.swin_depths = selection, tuple(depths)
         self.patch_size = patch_size
         self.spa_stages = check_spa_stages(spa_stages)
@@ -373,7 +373,7 @@ class SPTBackbone(Backbone):
         mask = keep[stride]
         if tuple(mask.shape) != shape or mask.dtype != torch.bool:
             raise ValueError(
-                f"keep[{stride}] should be a {list(shape)} bool mask, got {tuple(mask.shape)} {mask.dtype}"
+                f"keep[{stride}] must be a {list(shape)} bool mask, got {tuple(mask.shape)} {mask.dtype}"
             )
         return mask
 
@@ -401,7 +401,7 @@ def check_spa_stages(spa_stages: tuple[int, ...] | list[int]) -> tuple[int, ...]
     value = tuple(spa_stages) if isinstance(spa_stages, (list, tuple)) else None
     if value not in SPA_STAGES or not all(type(i) is int for i in value):
         raise ValueError(
-            "spa_stages should be a suffix of the stages 1-4: (4,), (3, 4), (2, 3, 4) or (1, 2, 3, 4), "
+            "spa_stages must be a suffix of the stages 1-4: (4,), (3, 4), (2, 3, 4) or (1, 2, 3, 4), "
             f"got {spa_stages!r}"
         )
     return value

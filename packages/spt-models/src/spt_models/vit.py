@@ -187,7 +187,7 @@ class VisionTransformer(nn.Module):
     def _check_keep(keep: Tensor, shape: tuple[int, int, int]) -> Tensor:
         if tuple(keep.shape) != shape or keep.dtype != torch.bool:
             raise ValueError(
-                f"keep should be a {list(shape)} bool mask (B, H/16, W/16), got {tuple(keep.shape)} {keep.dtype}"
+                f"keep must be a {list(shape)} bool mask (B, H/16, W/16), got {tuple(keep.shape)} {keep.dtype}"
             )
         return keep
 

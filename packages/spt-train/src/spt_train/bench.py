@@ -326,7 +326,7 @@ def bench_run(
             "MACs per image (macs.backbone_g)"
         )
     if images < 1:
-        raise ValueError(f"bench --run: images should be >= 1, got {images}")
+        raise ValueError(f"bench --run: images must be >= 1, got {images}")
     dev = torch.device(device)
     dataset = make_dataset(config, split)
     model = load_model(config, checkpoint, dataset.num_classes, dev)

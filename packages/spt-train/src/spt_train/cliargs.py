@@ -3,7 +3,9 @@
 The numbers, sizes and devices are spt-models' (:mod:`spt_models.cliargs`: one wording, ``WIDTHxHEIGHT``
 parsed to ``(width, height)``, one device check); an output file is checked as spt-data checks its
 own (:func:`spt_data.cliargs.writable_file`, imported when an ``--out`` is parsed: ``--help`` stays
-fast). Neither imports torch.
+fast), and so is an input file. Neither imports torch. spt-models keeps its own copy of the number
+and size types because it does not depend on spt-data (DESIGN §1); ``test_cliargs.py`` holds the
+two copies to the same messages.
 """
 
 from __future__ import annotations
@@ -28,11 +30,10 @@ __all__ = [
 
 
 def existing_file(text: str) -> Path:
-    """A file that exists."""
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text}: file not found")
-    return path
+    """A file that exists (:func:`spt_data.cliargs.existing_file`)."""
+    from spt_data.cliargs import existing_file
+
+    return existing_file(text)
 
 
 def output_file(text: str) -> Path:
@@ -47,7 +48,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     import yaml
 
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, e.g. train.epochs=3, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, e.g. train.epochs=3, got {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), yaml.safe_load(value)
 
@@ -63,10 +64,10 @@ def parse_ratios(text: str) -> dict[int, float]:
             s = r = None
         if not sep or s is None or r is None or s < 1:
             raise argparse.ArgumentTypeError(
-                f"expected STRIDE=RATIO[,STRIDE=RATIO...], e.g. 16=0.31,32=0.45, got {text!r}"
+                f"must be STRIDE=RATIO[,STRIDE=RATIO...], e.g. 16=0.31,32=0.45, got {text!r}"
             )
         if not 0.0 <= r <= 1.0:
-            raise argparse.ArgumentTypeError(f"stride {s}: ratio {value} must be in [0, 1]")
+            raise argparse.ArgumentTypeError(f"stride {s}: ratio must be a number in [0, 1], got {value!r}")
         if s in ratios:
             raise argparse.ArgumentTypeError(f"stride {s} is given twice in {text!r}")
         ratios[s] = r

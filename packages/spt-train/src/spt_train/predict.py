@@ -50,8 +50,9 @@ class AuxRecorder:
 
     def __init__(self, backbone: torch.nn.Module) -> None:
         self.aux, self.keep = None, None
-        # vit_s16 (a classifier's backbone) returns (cls, tokens); a detector's FPN wrapper (maps, aux)
-        self.single_scale = not getattr(backbone, "multiscale", True)
+        # vit_s16 (a classifier's backbone) returns (cls, tokens); a Backbone or a detector's FPN
+        # wrapper (maps, aux)
+        self.single_scale = not backbone.multiscale
         backbone.register_forward_hook(self, with_kwargs=True)
 
     def __call__(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:

@@ -5,8 +5,7 @@ backbone (:class:`SelectRCNN`).
 ``HEADS`` (and ``MASK_HEADS``) are imported at once and without torch; the other names on first use
 (PEP 562), so ``from spt_models.detection import HEADS`` is fast (the CLIs' ``--help``)."""
 
-import importlib
-
+from .._lazy import lazy_exports
 from .heads import HEADS, MASK_HEADS
 
 _EXPORTS = {
@@ -34,13 +33,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -23,6 +23,8 @@ class BackboneWithFPN(nn.Module):
     aux the backbone's selection record or None. ``out_channels`` is what torchvision's heads read.
     """
 
+    multiscale = True  # returns (maps, aux) as a Backbone does (spt_train.predict reads it)
+
     def __init__(self, backbone: Backbone, out_channels: int = 256) -> None:
         super().__init__()
         self.body = backbone

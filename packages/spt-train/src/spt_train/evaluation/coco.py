@@ -133,7 +133,7 @@ def records_to_coco(records: Sequence[Record], categories: Mapping[int, str] | N
 def _check(gt: dict, results: Sequence[dict], iou_type: str) -> None:
     """Every result names a ground-truth image and category and has its iou_type's field."""
     if iou_type not in ("bbox", "segm"):
-        raise ValueError(f"iou_type should be 'bbox' or 'segm', got {iou_type!r}")
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     field = "bbox" if iou_type == "bbox" else "segmentation"
     if iou_type == "segm":
         for a in gt["annotations"]:

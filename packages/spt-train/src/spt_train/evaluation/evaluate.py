@@ -51,7 +51,7 @@ def evaluate_predictions(
     (:func:`~.voc.voc_metrics`) for ``voc``; JSON-ready (NaN -> None).
     """
     if metric not in ("coco", "voc"):
-        raise ValueError(f"metric should be 'coco' or 'voc', got {metric!r}")
+        raise ValueError(f"metric must be 'coco' or 'voc', got {metric!r}")
     gt_path, pred_path = Path(gt_records_path), Path(predictions_path)
     ds = read_records(gt_path)
     preds = load_predictions(pred_path, ds)

@@ -47,7 +47,7 @@ def multilabel_map(
         raise ValueError("scores have a non-finite value")
     d = np.zeros_like(y) if difficult is None else _numpy(difficult).astype(bool)
     if d.shape != y.shape:
-        raise ValueError(f"difficult should be [N, K] like labels {y.shape}, got {d.shape}")
+        raise ValueError(f"difficult must be [N, K] like labels {y.shape}, got {d.shape}")
     names = [str(k) for k in range(s.shape[1])] if class_names is None else list(class_names)
     if len(names) != s.shape[1]:
         raise ValueError(f"class_names has {len(names)} names for K={s.shape[1]} classes")

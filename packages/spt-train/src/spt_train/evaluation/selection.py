@@ -36,7 +36,7 @@ def _is_torch(x: Any) -> bool:
 def _check(name: str, x: Any, shape: tuple[int, ...] | None) -> tuple[int, ...]:
     dtype = str(x.dtype)
     if dtype not in ("bool", "torch.bool") or x.ndim != 3:
-        raise ValueError(f"{name} should be a [B, h, w] bool mask, got {tuple(x.shape)} {dtype}")
+        raise ValueError(f"{name} must be a [B, h, w] bool mask, got {tuple(x.shape)} {dtype}")
     if shape is not None and tuple(x.shape) != shape:
         raise ValueError(f"{name} should have the shape of keep {list(shape)}, got {list(x.shape)}")
     return tuple(x.shape)
