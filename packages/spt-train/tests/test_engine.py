@@ -26,7 +26,7 @@ def assert_same_state(a, b):
 
 def test_resume_after_an_epoch_and_mid_epoch_is_bit_identical(write_config):
     straight = fit(load_config(write_config("straight")))  # 2 epochs x 4 steps
-    path = write_config("resumed")
+    path = write_config("resumed", keep_epochs=1)
     fit(load_config(path), stop_after=4)  # killed after epoch 1
     resumed = fit(load_config(path))
     killed = write_config("killed", checkpoint_steps=1)
@@ -41,6 +41,7 @@ def test_resume_after_an_epoch_and_mid_epoch_is_bit_identical(write_config):
     lines = (straight.parent / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 8 and "select_ratio" in lines[-1]
     assert sorted(p.name for p in straight.parent.glob("*.pt")) == ["epoch_1.pt", "epoch_2.pt", "last.pt"]
+    assert sorted(p.name for p in resumed.parent.glob("*.pt")) == ["epoch_2.pt", "last.pt"]  # keep_epochs 1
 
 
 def test_a_checkpoint_of_another_run_is_refused(write_config):

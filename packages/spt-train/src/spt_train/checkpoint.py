@@ -89,14 +89,26 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path:
     model.load_state_dict(weights)
 
 
-def intact_epoch(out_dir: Path) -> Path | None:
-    """The newest ``epoch_N.pt`` in ``out_dir`` that reads as a training checkpoint, or None."""
+def epoch_checkpoints(out_dir: Path) -> list[Path]:
+    """The ``epoch_N.pt`` files in ``out_dir``, oldest (smallest N) first."""
     found = [
         (int(m.group(1)), p)
         for p in out_dir.glob("epoch_*.pt")
         if (m := re.fullmatch(r"epoch_(\d+)\.pt", p.name))
     ]
-    for _, path in sorted(found, reverse=True):
+    return [p for _, p in sorted(found)]
+
+
+def prune_epochs(out_dir: Path, keep: int | None) -> None:
+    """Delete all but the newest ``keep`` ``epoch_N.pt`` of ``out_dir`` (None: keep every one)."""
+    if keep is not None:
+        for path in epoch_checkpoints(out_dir)[:-keep]:
+            path.unlink()
+
+
+def intact_epoch(out_dir: Path) -> Path | None:
+    """The newest ``epoch_N.pt`` in ``out_dir`` that reads as a training checkpoint, or None."""
+    for path in reversed(epoch_checkpoints(out_dir)):
         try:
             read_checkpoint(path, TRAINING_KEYS)
         except RunError:
@@ -128,7 +140,7 @@ def check_resumable(saved: dict[str, Any], config: RunConfig, path: Path) -> Non
     saved = {**saved, "model": saved_model_config(saved["model"]), "train": {**defaults, **saved["train"]}}
     for section in ("model", "data", "train"):
         for key in sorted(set(saved[section]) | set(now[section])):
-            if key in ("epochs", "max_steps", "log_steps", "num_workers", "checkpoint_steps"):
+            if key in ("epochs", "max_steps", "log_steps", "num_workers", "checkpoint_steps", "keep_epochs"):
                 continue  # may change on resume (a longer run, another logging pace)
             if saved[section].get(key) != now[section].get(key):
                 raise ValueError(

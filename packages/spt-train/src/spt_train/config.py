@@ -103,6 +103,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     checkpoint_steps: int = 0  # also write last.pt every N steps (0: at epoch ends only)
+    keep_epochs: int | None = None  # keep the newest N epoch_N.pt (none: every one)
     max_steps: int | None = None  # stop after this many steps in all (demo schedules by steps)
     log_steps: int = 10
 
@@ -127,6 +128,7 @@ POSITIVE = {
     "long",
     "max_steps",
     "clip_grad",
+    "keep_epochs",
 }
 NON_NEGATIVE = {"warmup_steps", "num_workers", "checkpoint_steps", "weight_decay", "select_weight", "seed"}
 UNIT = {"flip", "warmup_factor", "gamma"}

@@ -8,7 +8,7 @@ go through the same loop; :func:`batch_losses` is the one place where their batc
 AdamW with the Swin detection parameter groups, warm-up then step or cosine schedule (per step),
 gradient clipping, AMP (bf16 where supported, fp16 with a scaler on CUDA), seeded everything, a
 tqdm bar with the loss and the select ratio, metrics as JSONL (and TensorBoard when installed),
-``epoch_N.pt`` at every epoch end plus ``last.pt`` (atomic), and exact resume: model, optimizer,
+``epoch_N.pt`` at every epoch end (the newest ``keep_epochs``) plus ``last.pt`` (atomic), and exact resume: model, optimizer,
 scheduler, scaler, the RNG states of torch / numpy / python and the data position (epoch, batch).
 The Gumbel noise of step t is drawn from a generator seeded by (seed, t), flips from (seed, epoch,
 image), so nothing depends on where a run resumed.
@@ -38,7 +38,15 @@ from spt_models import Classifier, create_detector, create_model, load_swin_weig
 from spt_models.detection import MASK_HEADS, batch_select_labels
 from spt_models.environment import pick_device
 
-from .checkpoint import RunLock, check_resumable, gather_rng, read_resume, save_checkpoint, set_rng_state
+from .checkpoint import (
+    RunLock,
+    check_resumable,
+    gather_rng,
+    prune_epochs,
+    read_resume,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import RunConfig, to_dict
 from .data import ClassificationDataset, DetectionDataset, collate, collate_padded, seed_worker
 from .distributed import Dist, cleanup, init_distributed
@@ -323,6 +331,8 @@ def train(config: RunConfig, d: Dist, device: torch.device, resume: bool, stop_a
             break
         epoch, batch = epoch + 1, 0
         save(f"epoch_{epoch}.pt", "last.pt")
+        if d.main:
+            prune_epochs(out_dir, t.keep_epochs)
         if killed():
             break
     metrics.close()
