@@ -59,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--num-images", type=ca.positive_int, default=200, help="images to write")
     s.add_argument("--seed", type=ca.nonneg_int, default=0, help="random seed (same seed, same bytes)")
     s.add_argument("--split", type=ca.split_name, default="train", help="split name (file names)")
-    s.add_argument("--size", type=ca.synth_size, default=synth.DEFAULT_SIZE, help="WIDTHxHEIGHT, both >= 32")
+    s.add_argument(
+        "--size",
+        type=ca.synth_size,
+        default="{}x{}".format(*synth.DEFAULT_SIZE),
+        help="WIDTHxHEIGHT, both >= 32",
+    )
     s.add_argument("--overwrite", action="store_true", help="replace the split if --out already holds it")
     s.add_argument(
         "--min-size",
