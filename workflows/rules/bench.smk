@@ -10,7 +10,7 @@ rule bench:
         f"{RUNS}/bench/{{bench}}.json",
     params:
         model=lambda w: bench_parts(w.bench)[0],
-        ratios=lambda w, input: f"--ratios-from {input.metrics}" if "metrics" in input.keys() else "",
+        ratios=lambda w: " ".join(f"--ratios-from {m}" for m in bench_inputs(w).values()),
         head=lambda w: bench_parts(w.bench)[2],
         size=config["bench"]["size"],
         repeats=config["bench"]["repeats"],

@@ -91,13 +91,16 @@ def raw_inputs(wildcards):
     return {k: split[k] for k in ("ann", "images", "root") if k in split}
 
 
-def convert_args(wildcards, input):
-    d = dataset(wildcards.dataset)
+def convert_args(wildcards):
+    """spt-data convert's arguments. This and every other params function take the wildcards only:
+    Snakemake records no param computed from ``input`` (a "derived" param), and only recorded
+    params rerun a job when the config changes."""
+    d, paths = dataset(wildcards.dataset), raw_inputs(wildcards)
     fmt = "bdd" if "synth" in d else d["format"]
     if fmt == "voc":
         split = d[wildcards.split].get("split", "trainval")
-        return f"--format voc --root {shlex.quote(input.root)} --split {split}"
-    return f"--format {fmt} --ann {shlex.quote(input.ann)} --images {shlex.quote(input.images)}"
+        return f"--format voc --root {shlex.quote(paths['root'])} --split {split}"
+    return f"--format {fmt} --ann {shlex.quote(paths['ann'])} --images {shlex.quote(paths['images'])}"
 
 
 def flatten(prefix, value):
@@ -261,17 +264,18 @@ def requested(section, name):
     )
 
 
-def run_overrides(wildcards, input):
-    d = f"{DATA}/{config['runs'][wildcards.run]['dataset']}"
+def run_overrides(wildcards):
+    """spt-train config's ``--set`` arguments: the whole run config, so that a change reruns it."""
+    paths = run_data(wildcards)
     spec = run_spec(wildcards.run)
     spec["data"] = {
-        "train": {"records": input.train, "labels": input.train_labels},
-        "val": {"records": input.val, "labels": input.val_labels},
+        "train": {"records": paths["train"], "labels": paths["train_labels"]},
+        "val": {"records": paths["val"], "labels": paths["val_labels"]},
         "short": FRAME["short"],
         "long": FRAME["long"],
     }
     spec["out_dir"] = f"{RUNS}/{wildcards.run}"
-    return " ".join(shlex.quote(f"--set={k}={flow(v)}") for k, v in flatten("", spec))
+    return " ".join(shlex.quote(f"--set={k}={flow(v)}") for k, v in sorted(flatten("", spec)))  # key order: no rerun
 
 
 def run_data(wildcards):
@@ -345,12 +349,12 @@ def row_inputs(wildcards):
     return out
 
 
-def row_args(wildcards, input):
-    row = table_row(wildcards)
-    args = [f"--metrics {input.metrics}" if "metrics" in input.keys() else ""]
-    args += [f"--also {name}={','.join(input[f'also_{name}'])}" for name in row.get("also", {})]
-    if "bench" in input.keys():
-        args.append(f"--bench {input.bench} --model {row.get('model') or config['runs'][row['run']]['model']}")
+def row_args(wildcards):
+    row, inputs = table_row(wildcards), row_inputs(wildcards)
+    args = [f"--metrics {' '.join(inputs['metrics'])}" if "metrics" in inputs else ""]
+    args += [f"--also {name}={','.join(inputs[f'also_{name}'])}" for name in row.get("also", {})]
+    if "bench" in inputs:
+        args.append(f"--bench {inputs['bench']} --model {row.get('model') or config['runs'][row['run']]['model']}")
     columns = config["tables"][wildcards.table]["columns"]
     args.append("--columns " + " ".join(shlex.quote(c) for c in columns))
     return " ".join(a for a in args if a)

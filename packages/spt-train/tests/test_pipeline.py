@@ -187,6 +187,14 @@ def test_ci_profile_runs_to_a_table_and_a_figure_then_reruns_nothing(tmp_path, s
         assert (tmp_path / "results" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = snakemake(tmp_path, config, "-n", *targets)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    edited = yaml.safe_load(config.read_text())  # a run's lr and a table's columns change: those rerun
+    edited["runs"]["swin_t"]["train"] = {"lr": 0.002}
+    edited["tables"]["table2"]["columns"].pop()
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
+    plan = snakemake(tmp_path, tmp_path / "edited.yaml", "-n", *targets)
+    output = plan.stdout + plan.stderr
+    assert re.findall(r"output: runs/ci/(\w+)/run\.yaml", output) == ["swin_t"], output[-3000:]
+    assert "output: results/table2.csv" in output and "output: results/table5.csv" not in output
     report = snakemake(tmp_path, config, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "results" / "report.html").read_text()
