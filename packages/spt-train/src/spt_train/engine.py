@@ -8,8 +8,9 @@ go through the same loop; :func:`batch_losses` is the one place where their batc
 AdamW with the Swin detection parameter groups, warm-up then step or cosine schedule (per step),
 gradient clipping, AMP (bf16 where supported, fp16 with a scaler on CUDA), seeded everything, a
 tqdm bar with the loss and the select ratio, metrics as JSONL (and TensorBoard when installed),
-``epoch_N.pt`` at every epoch end (the newest ``keep_epochs``) plus ``last.pt`` (atomic), and exact resume: model, optimizer,
-scheduler, scaler, the RNG states of torch / numpy / python and the data position (epoch, batch).
+``epoch_N.pt`` at every epoch end (the newest ``keep_epochs``) plus ``last.pt`` (atomic), and
+exact resume: model, optimizer, scheduler, scaler, the RNG states of torch / numpy / python and the
+data position (epoch, batch).
 The Gumbel noise of step t is drawn from a generator seeded by (seed, t), flips from (seed, epoch,
 image), so nothing depends on where a run resumed.
 """
